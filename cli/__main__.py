@@ -1,0 +1,5 @@
+import sys
+
+from snoop.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""`snoop`: one console script; each subcommand lives in the package that does the work.
+
+A subcommand module provides `configure(parser)` (its flags) and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "tracer": ("snoop.tracer.cli", "load the BPF program and stream file accesses (privileged)"),
+    "processor": ("snoop.processor.cli", "normalize, filter and deduplicate tracer events"),
+    "reporter": ("snoop.reporter.cli", "persist reports atomically and checkpoint tracers"),
+    "run": ("snoop.cli.run", "run tracer, processor and reporter under supervisord"),
+    "record": ("snoop.cli.record", "run a command in its own cgroup and report its files"),
+    "report": ("snoop.slim.report_cli", "merge, diff or summarize reports"),
+    "slim": ("snoop.slim.cli", "build a slim image from an image and its reports"),
+    "keys": ("snoop.cli.keys", "generate CurveZMQ key pairs for tcp:// links"),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line gives one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="snoop",
+        description="Record every file a workload touches, and slim its image from that.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.configure(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""Configuration: `SNOOP_*` environment variables and matching CLI flags, validated once.
+
+Every option has one spec in `OPTIONS`. A flag beats its environment variable, which
+beats the default. `load()` parses everything and raises `ConfigError` with one line per
+bad value, naming the variable, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """One or more bad configuration values; str() has one line per problem."""
+
+
+class TargetMode(str, enum.Enum):
+    CGROUP = "cgroup"
+    CONTAINER = "container"
+    POD = "pod"
+    ALL_BUT_SELF = "all-but-self"
+
+
+class LogLevel(str, enum.Enum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Config:
+    # target selection
+    target_mode: TargetMode = TargetMode.ALL_BUT_SELF
+    target_container_id: tuple[str, ...] = ()
+    target_cgroup: tuple[str, ...] = ()
+    # identity, copied into reports
+    image_ref: str = ""
+    image_digest: str = ""
+    pod_name: str = ""
+    namespace: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # filtering
+    exclude_paths: tuple[str, ...] = ("/proc", "/sys", "/dev")
+    # output
+    report_path: str = "/data/snoop-report.json"
+    report_dir: str = ""
+    report_interval: float = 30.0
+    api_endpoint: str = ""
+    api_token: str = ""
+    # observability
+    metrics_addr: str = "127.0.0.1:9090"
+    log_level: LogLevel = LogLevel.INFO
+    # links between processes
+    run_dir: str = "/run/snoop"
+    events_endpoint: str = ""
+    updates_endpoint: str = ""
+    checkpoint_endpoint: str = ""
+    curve_secret_key: str = ""
+    curve_server_key: str = ""
+    curve_allowed_keys: str = ""
+    insecure_tcp: bool = False
+    # kernel side
+    ringbuf_bytes: int = 8 * 1024 * 1024
+    dedup_entries: int = 65536
+    dedup_ttl: float = 600.0
+    batch_max_events: int = 1000
+    batch_max_delay: float = 0.02
+    # delivery
+    pending_max: int = 1_000_000
+    resend_after: float = 10.0
+    max_unique_files: int = 1_000_000
+
+    def endpoint(self, name: str) -> str:
+        """The configured endpoint for `events`, `updates` or `checkpoint`."""
+        explicit = getattr(self, f"{name}_endpoint")
+        return explicit or f"ipc://{self.run_dir.rstrip('/')}/{name}.sock"
+
+
+# ---------------------------------------------------------------- value parsers
+# Each returns the parsed value or raises ValueError with what was expected.
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"^(\d+)([KMG]i?B?)?$", re.IGNORECASE)
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_./-]{0,252}[A-Za-z0-9])?$")
+_CONTAINER_ID = re.compile(r"^[0-9a-f]{12,64}$")
+
+
+def parse_duration(text: str) -> float:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError("a duration like 30s, 500ms, 5m or 1.5")
+    value = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if value <= 0:
+        raise ValueError("a duration above zero")
+    return value
+
+
+def parse_size(text: str) -> int:
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise ValueError("a size like 8MiB, 512K or 4194304")
+    unit = (match.group(2) or "").upper()[:1]
+    value = int(match.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[unit]
+    if value <= 0:
+        raise ValueError("a size above zero")
+    return value
+
+
+def parse_positive_int(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError("a whole number above zero") from None
+    if value <= 0:
+        raise ValueError("a whole number above zero")
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("true or false")
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def parse_container_ids(text: str) -> tuple[str, ...]:
+    ids = parse_list(text)
+    for container_id in ids:
+        if not _CONTAINER_ID.match(container_id):
+            raise ValueError("comma-separated container ids of 12 to 64 lowercase hex digits")
+    return ids
+
+
+def parse_cgroup_paths(text: str) -> tuple[str, ...]:
+    paths = parse_list(text)
+    for path in paths:
+        if not path.startswith("/") or "/../" in f"{path}/":
+            raise ValueError("comma-separated absolute cgroup paths without '..'")
+    return paths
+
+
+def parse_exclude(text: str) -> tuple[str, ...]:
+    patterns = parse_list(text)
+    for pattern in patterns:
+        if not pattern.startswith("/"):
+            raise ValueError("comma-separated absolute path prefixes or globs")
+    return patterns
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    labels = {}
+    for item in parse_list(text):
+        key, sep, value = item.partition("=")
+        if not sep or not _LABEL_KEY.match(key.strip()):
+            raise ValueError("comma-separated key=value pairs")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def parse_addr(text: str) -> str:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("host:port or :port, port 0-65535")
+    return f"{host or '0.0.0.0'}:{port}"
+
+
+def parse_endpoint(text: str) -> str:
+    value = text.strip()
+    if value and not re.match(r"^(ipc://.+|tcp://[^:]+:\d+)$", value):
+        raise ValueError("ipc://PATH or tcp://HOST:PORT")
+    return value
+
+
+def parse_absolute_path(text: str) -> str:
+    value = text.strip()
+    if value and not value.startswith("/"):
+        raise ValueError("an absolute path")
+    return value
+
+
+def parse_path(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError("a non-empty path")
+    return value
+
+
+def parse_url(text: str) -> str:
+    value = text.strip()
+    if value and not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("an http:// or https:// URL")
+    return value
+
+
+def _enum_parser(enum_type: type[enum.Enum]) -> Callable[[str], Any]:
+    def parse(text: str) -> enum.Enum:
+        try:
+            return enum_type(text.strip().lower())
+        except ValueError:
+            choices = ", ".join(member.value for member in enum_type)
+            raise ValueError(f"one of {choices}") from None
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # Config field
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"SNOOP_{self.name.upper()}"
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name.replace('_', '-')}"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("target_mode", _enum_parser(TargetMode), "which workloads to trace"),
+    Option("target_container_id", parse_container_ids, "container ids (container mode)"),
+    Option("target_cgroup", parse_cgroup_paths, "cgroup v2 paths, with descendants (cgroup mode)"),
+    Option("image_ref", str.strip, "image reference, copied into reports"),
+    Option("image_digest", str.strip, "image digest, copied into reports"),
+    Option("pod_name", str.strip, "pod name, copied into reports"),
+    Option("namespace", str.strip, "namespace, copied into reports"),
+    Option("labels", parse_labels, "key=value,... copied into reports"),
+    Option("exclude_paths", parse_exclude, "path prefixes or globs left out of reports"),
+    Option("report_path", parse_path, "report file (one workload: sidecar mode)"),
+    Option("report_dir", parse_absolute_path, "directory of one report per workload (node mode)"),
+    Option("report_interval", parse_duration, "how often reports are written"),
+    Option("api_endpoint", parse_url, "URL the reporter POSTs reports to"),
+    Option("api_token", str.strip, "bearer token for the API endpoint"),
+    Option("metrics_addr", parse_addr, "host:port for /metrics, /healthz and /readyz"),
+    Option("log_level", _enum_parser(LogLevel), "log level"),
+    Option("run_dir", parse_absolute_path, "directory for the default ipc:// sockets"),
+    Option("events_endpoint", parse_endpoint, "tracer -> processor link"),
+    Option("updates_endpoint", parse_endpoint, "processor -> reporter link"),
+    Option("checkpoint_endpoint", parse_endpoint, "reporter -> tracers checkpoint link"),
+    Option("curve_secret_key", str.strip, "this process's CurveZMQ secret key file (tcp://)"),
+    Option("curve_server_key", str.strip, "the server's CurveZMQ public key file (tcp://)"),
+    Option("curve_allowed_keys", str.strip, "directory of allowed client public keys"),
+    Option("insecure_tcp", parse_bool, "allow plain tcp:// beyond loopback"),
+    Option("ringbuf_bytes", parse_size, "BPF ring buffer size"),
+    Option("dedup_entries", parse_positive_int, "entries of the in-kernel dedup LRU map"),
+    Option("dedup_ttl", parse_duration, "re-send a deduplicated path after this long"),
+    Option("batch_max_events", parse_positive_int, "events per message, at most"),
+    Option("batch_max_delay", parse_duration, "how long a batch may wait before it is sent"),
+    Option("pending_max", parse_positive_int, "unconfirmed events a tracer keeps to re-send"),
+    Option("resend_after", parse_duration, "re-send unconfirmed events after this long"),
+    Option("max_unique_files", parse_positive_int, "unique paths per workload, at most"),
+)
+
+_OPTION_BY_NAME = {option.name: option for option in OPTIONS}
+assert set(_OPTION_BY_NAME) == {f.name for f in fields(Config)}, "OPTIONS and Config differ"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per option; values stay strings until `load()` validates them."""
+    group = parser.add_argument_group("configuration (each flag also reads SNOOP_<NAME>)")
+    for option in OPTIONS:
+        group.add_argument(
+            option.flag, dest=f"cfg_{option.name}", metavar="VALUE", default=None,
+            help=f"{option.help} [{option.env}]",
+        )
+
+
+def load(
+    environ: Mapping[str, str], args: argparse.Namespace | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build a Config from flags, then environment, then defaults; one error line per problem."""
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for option in OPTIONS:
+        raw = getattr(args, f"cfg_{option.name}", None) if args is not None else None
+        source = option.flag
+        if raw is None and option.env in environ:
+            raw, source = environ[option.env], option.env
+        if raw is None:
+            continue
+        try:
+            values[option.name] = option.parse(raw)
+        except ValueError as exc:
+            errors.append(f"{source}={raw!r}: expected {exc}")
+    values.update(overrides or {})
+    if not errors:
+        errors.extend(_cross_checks(values))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return Config(**values)
+
+
+def _cross_checks(values: Mapping[str, Any]) -> list[str]:
+    errors = []
+    mode = values.get("target_mode", Config.target_mode)
+    if mode is TargetMode.CONTAINER and not values.get("target_container_id"):
+        errors.append("SNOOP_TARGET_MODE='container': expected SNOOP_TARGET_CONTAINER_ID too")
+    if mode is TargetMode.CGROUP and not values.get("target_cgroup"):
+        errors.append("SNOOP_TARGET_MODE='cgroup': expected SNOOP_TARGET_CGROUP too")
+    if values.get("api_token") and not values.get("api_endpoint"):
+        errors.append("SNOOP_API_TOKEN is set: expected SNOOP_API_ENDPOINT too")
+    return errors
+
+
+def to_environ(config: Config) -> dict[str, str]:
+    """The SNOOP_* variables that reproduce `config` (for child processes)."""
+    env = {}
+    for option in OPTIONS:
+        value = getattr(config, option.name)
+        if isinstance(value, enum.Enum):
+            text = value.value
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        elif isinstance(value, Mapping):
+            text = ",".join(f"{k}={v}" for k, v in value.items())
+        else:
+            text = str(value)
+        env[option.env] = text
+    return env
+
+
+def describe(options: Sequence[Option] = OPTIONS) -> str:
+    """A Markdown table of every option, for docs/configuration.md."""
+    lines = ["| variable | flag | default | meaning |", "|---|---|---|---|"]
+    defaults = Config()
+    for option in options:
+        default = getattr(defaults, option.name)
+        if isinstance(default, enum.Enum):
+            default = default.value
+        elif isinstance(default, tuple):
+            default = ",".join(default)
+        lines.append(f"| `{option.env}` | `{option.flag}` | `{default}` | {option.help} |")
+    return "\n".join(lines)

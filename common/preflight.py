@@ -1,0 +1,40 @@
+"""Can BPF work here? One line per missing piece, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+
+def problems() -> list[str]:
+    found = []
+    if os.geteuid() != 0:
+        found.append("not root: the tracer needs root (or CAP_BPF + CAP_PERFMON)")
+    if not os.path.exists("/sys/kernel/btf/vmlinux") and not os.path.exists("/proc/kallsyms"):
+        found.append("no BPF support visible: /sys/kernel/btf/vmlinux and /proc/kallsyms missing")
+    if not any(os.path.isdir(f"{root}/events/syscalls") for root in tracefs_roots()):
+        found.append("no tracefs with syscall tracepoints at /sys/kernel/tracing "
+                     "(mount -t tracefs nodev /sys/kernel/tracing)")
+    build = f"/lib/modules/{platform.release()}/build"
+    if not os.path.isdir(f"{build}/include"):
+        found.append(f"no kernel headers at {build}: bcc cannot compile the BPF program")
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        found.append("python module bcc missing: install Debian's python3-bpfcc")
+    return found
+
+
+def tracefs_roots() -> list[str]:
+    return ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+
+
+def main() -> int:
+    for problem in problems():
+        print(f"snoop: BPF cannot work here: {problem}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,526 @@
+"""The wire protocol: every message Snoop's processes exchange, encoded with msgpack.
+
+This is the only module that touches msgpack. Every message is a msgpack map with a
+schema version, a type from `MessageType`, the sender's identity and a per-sender
+sequence number. `decode()` validates every field and size before anything else sees
+it, and raises `ProtocolError` (and nothing else) for any malformed input.
+
+Paths travel as msgpack bin (Python `bytes`) end to end: Linux paths need not be UTF-8.
+
+Flow:
+  tracer    --EVENT_BATCH, TRACER_STATS-->  processor
+  processor --FILE_UPDATES-->               reporter
+  reporter  --CHECKPOINT-->                 tracers (how far each tracer's batches are
+                                            durably persisted; tracers re-send the rest)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+SCHEMA_VERSION = 1
+PATH_MAX = 4096
+MAX_BATCH_EVENTS = 4096
+MAX_FILES_PER_UPDATE = 65536
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_SENDER_LEN = 256
+MAX_NAME_LEN = 4096
+MAX_MAP_ENTRIES = 4096
+MAX_RANGES = 4096
+U64_MAX = 2**64 - 1
+U32_MAX = 2**32 - 1
+
+
+class ProtocolError(ValueError):
+    """A message that is not a valid Snoop message; it names what is wrong."""
+
+
+class MessageType(str, enum.Enum):
+    EVENT_BATCH = "event_batch"
+    TRACER_STATS = "tracer_stats"
+    FILE_UPDATES = "file_updates"
+    CHECKPOINT = "checkpoint"
+
+
+class AccessKind(enum.IntEnum):
+    """What a workload did with a path. Values are shared with the BPF program."""
+
+    READ = 1  # open for reading
+    WRITE = 2  # open for writing, creating or truncating
+    EXEC = 3  # execve/execveat, and the binary that really ran (sched_process_exec)
+    STAT = 4
+    ACCESS = 5  # access/faccessat permission checks
+    READLINK = 6
+    CHDIR = 7
+    TRUNCATE = 8
+    STATFS = 9
+    XATTR = 10
+    MKDIR = 11
+    UNLINK = 12
+    RENAME = 13
+    LINK = 14
+    CHMOD = 15
+    CHOWN = 16
+    UTIME = 17
+    MKNOD = 18
+
+
+ACCESS_KIND_NAMES = {kind: kind.name.lower() for kind in AccessKind}
+
+
+@dataclass(frozen=True)
+class Header:
+    sender: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Who an event belongs to, as the tracer's host sees it."""
+
+    key: str  # stable report key: container id, or the cgroup path
+    cgroup_path: str = ""
+    container_id: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    cgroup_id: int
+    pid: int
+    tgid: int
+    kind: AccessKind
+    path: bytes
+    # False when a relative path could not be resolved to an absolute one; the path is
+    # still recorded, as given, so nothing is silently lost.
+    resolved: bool = True
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    header: Header
+    events: tuple[Event, ...]
+    workloads: Mapping[int, Workload]  # cgroup id -> workload, for every id in events
+    sent_at: float
+    resend: bool = False  # true when re-sending batches not yet checkpointed
+
+
+@dataclass(frozen=True)
+class TracerStats:
+    """Cumulative counters of one tracer incarnation (its sender identity)."""
+
+    header: Header
+    started_at: float
+    kernel_dropped: int  # events the kernel could not put in the ring buffer
+    read_failures: int  # paths unreadable at both syscall entry and exit
+    unresolved: int  # relative paths that could not be made absolute
+    events_by_syscall: Mapping[str, int] = field(default_factory=dict)
+    attached: tuple[str, ...] = ()
+    pending_dropped: int = 0  # unconfirmed events evicted from the re-send buffer
+
+
+@dataclass(frozen=True)
+class FileSeen:
+    path: bytes
+    kinds: int  # bit mask: 1 << AccessKind
+    first_seen: float
+    last_seen: float
+
+
+@dataclass(frozen=True)
+class WorkloadUpdate:
+    workload: Workload
+    files: tuple[FileSeen, ...]
+    total_events: int = 0  # events counted for this workload since the last update
+    unresolved: int = 0
+
+
+@dataclass(frozen=True)
+class FileUpdates:
+    header: Header
+    updates: tuple[WorkloadUpdate, ...]
+    # Tracer batches whose content this message (together with earlier ones) carries:
+    # tracer sender -> list of inclusive [first, last] seq ranges.
+    covers: Mapping[str, tuple[tuple[int, int], ...]]
+    tracer_stats: tuple[TracerStats, ...] = ()
+    gaps: int = 0  # seq gaps the processor saw from tracers since its last update
+    invalid_messages: int = 0
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    header: Header
+    # tracer sender -> highest seq up to which every batch is durably persisted
+    persisted: Mapping[str, int]
+
+
+Message = EventBatch | TracerStats | FileUpdates | Checkpoint
+
+_TYPE_OF = {
+    EventBatch: MessageType.EVENT_BATCH,
+    TracerStats: MessageType.TRACER_STATS,
+    FileUpdates: MessageType.FILE_UPDATES,
+    Checkpoint: MessageType.CHECKPOINT,
+}
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def kinds_mask(*kinds: AccessKind) -> int:
+    mask = 0
+    for kind in kinds:
+        mask |= 1 << int(kind)
+    return mask
+
+
+def kinds_from_mask(mask: int) -> list[AccessKind]:
+    return [kind for kind in AccessKind if mask & (1 << int(kind))]
+
+
+def _workload_out(w: Workload) -> list:
+    return [w.key, w.cgroup_path, w.container_id]
+
+
+def _stats_out(s: TracerStats) -> dict:
+    return {
+        "sender": s.header.sender,
+        "seq": s.header.seq,
+        "started_at": s.started_at,
+        "kernel_dropped": s.kernel_dropped,
+        "read_failures": s.read_failures,
+        "unresolved": s.unresolved,
+        "events_by_syscall": dict(s.events_by_syscall),
+        "attached": list(s.attached),
+        "pending_dropped": s.pending_dropped,
+    }
+
+
+def _body(message: Message) -> dict:
+    if isinstance(message, EventBatch):
+        return {
+            "events": [
+                [e.cgroup_id, e.pid, e.tgid, int(e.kind), e.path, e.resolved]
+                for e in message.events
+            ],
+            "workloads": {cid: _workload_out(w) for cid, w in message.workloads.items()},
+            "sent_at": message.sent_at,
+            "resend": message.resend,
+        }
+    if isinstance(message, TracerStats):
+        body = _stats_out(message)
+        del body["sender"], body["seq"]
+        return body
+    if isinstance(message, FileUpdates):
+        return {
+            "updates": [
+                {
+                    "workload": _workload_out(u.workload),
+                    "files": [[f.path, f.kinds, f.first_seen, f.last_seen] for f in u.files],
+                    "total_events": u.total_events,
+                    "unresolved": u.unresolved,
+                }
+                for u in message.updates
+            ],
+            "covers": {s: [list(r) for r in rs] for s, rs in message.covers.items()},
+            "tracer_stats": [_stats_out(s) for s in message.tracer_stats],
+            "gaps": message.gaps,
+            "invalid_messages": message.invalid_messages,
+        }
+    if isinstance(message, Checkpoint):
+        return {"persisted": dict(message.persisted)}
+    raise TypeError(f"not a Snoop message: {type(message).__name__}")
+
+
+def encode(message: Message) -> bytes:
+    envelope = {
+        "v": SCHEMA_VERSION,
+        "type": _TYPE_OF[type(message)].value,
+        "sender": message.header.sender,
+        "seq": message.header.seq,
+        "body": _body(message),
+    }
+    return msgpack.packb(envelope, use_bin_type=True)
+
+
+# ---------------------------------------------------------------- decoding
+# Each _want_* helper checks one value and raises ProtocolError naming the field.
+
+
+def _want_int(value: Any, name: str, lo: int = 0, hi: int = U64_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(f"{name}: expected an integer, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ProtocolError(f"{name}: {value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _want_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProtocolError(f"{name}: expected a number, got {type(value).__name__}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ProtocolError(f"{name}: expected a finite number")
+    return value
+
+
+def _want_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{name}: expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def _want_str(value: Any, name: str, max_len: int = MAX_NAME_LEN) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(f"{name}: expected a string, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise ProtocolError(f"{name}: {len(value)} characters, more than {max_len}")
+    return value
+
+
+def _want_path(value: Any, name: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise ProtocolError(f"{name}: expected bytes, got {type(value).__name__}")
+    if not value:
+        raise ProtocolError(f"{name}: empty path")
+    if len(value) > PATH_MAX:
+        raise ProtocolError(f"{name}: {len(value)} bytes, more than PATH_MAX ({PATH_MAX})")
+    if b"\0" in value:
+        raise ProtocolError(f"{name}: path contains a NUL byte")
+    return value
+
+
+def _want_list(value: Any, name: str, max_len: int, exact: int | None = None) -> list:
+    if not isinstance(value, list):
+        raise ProtocolError(f"{name}: expected a list, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise ProtocolError(f"{name}: {len(value)} entries, more than {max_len}")
+    if exact is not None and len(value) != exact:
+        raise ProtocolError(f"{name}: expected {exact} entries, got {len(value)}")
+    return value
+
+
+def _want_map(value: Any, name: str, max_len: int = MAX_MAP_ENTRIES) -> dict:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{name}: expected a map, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise ProtocolError(f"{name}: {len(value)} entries, more than {max_len}")
+    return value
+
+
+def _field(body: dict, key: str, where: str) -> Any:
+    if key not in body:
+        raise ProtocolError(f"{where}: missing field {key!r}")
+    return body[key]
+
+
+def _want_workload(value: Any, name: str) -> Workload:
+    key, cgroup_path, container_id = _want_list(value, name, 3, exact=3)
+    key = _want_str(key, f"{name}.key")
+    if not key:
+        raise ProtocolError(f"{name}.key: empty workload key")
+    return Workload(
+        key=key,
+        cgroup_path=_want_str(cgroup_path, f"{name}.cgroup_path"),
+        container_id=_want_str(container_id, f"{name}.container_id"),
+    )
+
+
+def _want_kind(value: Any, name: str) -> AccessKind:
+    number = _want_int(value, name, 0, 255)
+    try:
+        return AccessKind(number)
+    except ValueError:
+        raise ProtocolError(f"{name}: unknown access kind {number}") from None
+
+
+def _decode_event_batch(header: Header, body: dict) -> EventBatch:
+    raw_events = _want_list(_field(body, "events", "event_batch"), "events", MAX_BATCH_EVENTS)
+    events = []
+    for i, raw in enumerate(raw_events):
+        name = f"events[{i}]"
+        cgroup_id, pid, tgid, kind, path, resolved = _want_list(raw, name, 6, exact=6)
+        events.append(
+            Event(
+                cgroup_id=_want_int(cgroup_id, f"{name}.cgroup_id"),
+                pid=_want_int(pid, f"{name}.pid", 0, U32_MAX),
+                tgid=_want_int(tgid, f"{name}.tgid", 0, U32_MAX),
+                kind=_want_kind(kind, f"{name}.kind"),
+                path=_want_path(path, f"{name}.path"),
+                resolved=_want_bool(resolved, f"{name}.resolved"),
+            )
+        )
+    raw_workloads = _want_map(_field(body, "workloads", "event_batch"), "workloads")
+    workloads = {
+        _want_int(cid, "workloads key"): _want_workload(w, f"workloads[{cid}]")
+        for cid, w in raw_workloads.items()
+    }
+    missing = {e.cgroup_id for e in events} - workloads.keys()
+    if missing:
+        raise ProtocolError(f"workloads: no workload for cgroup id {min(missing)}")
+    return EventBatch(
+        header=header,
+        events=tuple(events),
+        workloads=workloads,
+        sent_at=_want_float(_field(body, "sent_at", "event_batch"), "sent_at"),
+        resend=_want_bool(_field(body, "resend", "event_batch"), "resend"),
+    )
+
+
+def _decode_stats(value: Any, name: str) -> TracerStats:
+    body = _want_map(value, name)
+    raw_counts = _want_map(_field(body, "events_by_syscall", name), f"{name}.events_by_syscall")
+    counts = {
+        _want_str(k, f"{name}.events_by_syscall key", 64): _want_int(
+            v, f"{name}.events_by_syscall[{k}]"
+        )
+        for k, v in raw_counts.items()
+    }
+    attached = _want_list(_field(body, "attached", name), f"{name}.attached", MAX_MAP_ENTRIES)
+    sender = _want_str(_field(body, "sender", name), f"{name}.sender", MAX_SENDER_LEN)
+    return TracerStats(
+        header=Header(sender=sender, seq=_want_int(_field(body, "seq", name), f"{name}.seq")),
+        started_at=_want_float(_field(body, "started_at", name), f"{name}.started_at"),
+        kernel_dropped=_want_int(_field(body, "kernel_dropped", name), f"{name}.kernel_dropped"),
+        read_failures=_want_int(_field(body, "read_failures", name), f"{name}.read_failures"),
+        unresolved=_want_int(_field(body, "unresolved", name), f"{name}.unresolved"),
+        events_by_syscall=counts,
+        attached=tuple(_want_str(a, f"{name}.attached[]", 64) for a in attached),
+        pending_dropped=_want_int(
+            _field(body, "pending_dropped", name), f"{name}.pending_dropped"
+        ),
+    )
+
+
+def _decode_tracer_stats(header: Header, body: dict) -> TracerStats:
+    stats = _decode_stats({**body, "sender": header.sender, "seq": header.seq}, "tracer_stats")
+    return stats
+
+
+def _decode_ranges(value: Any, name: str) -> tuple[tuple[int, int], ...]:
+    ranges = []
+    for i, raw in enumerate(_want_list(value, name, MAX_RANGES)):
+        lo, hi = _want_list(raw, f"{name}[{i}]", 2, exact=2)
+        lo = _want_int(lo, f"{name}[{i}][0]")
+        hi = _want_int(hi, f"{name}[{i}][1]")
+        if lo > hi:
+            raise ProtocolError(f"{name}[{i}]: range start {lo} is after its end {hi}")
+        ranges.append((lo, hi))
+    return tuple(ranges)
+
+
+def _decode_file_updates(header: Header, body: dict) -> FileUpdates:
+    raw_updates = _want_list(_field(body, "updates", "file_updates"), "updates", MAX_MAP_ENTRIES)
+    updates = []
+    total_files = 0
+    for i, raw in enumerate(raw_updates):
+        name = f"updates[{i}]"
+        item = _want_map(raw, name)
+        raw_files = _want_list(_field(item, "files", name), f"{name}.files", MAX_FILES_PER_UPDATE)
+        total_files += len(raw_files)
+        if total_files > MAX_FILES_PER_UPDATE:
+            raise ProtocolError(f"updates: more than {MAX_FILES_PER_UPDATE} files in one message")
+        files = []
+        for j, raw_file in enumerate(raw_files):
+            fname = f"{name}.files[{j}]"
+            path, kinds, first, last = _want_list(raw_file, fname, 4, exact=4)
+            files.append(
+                FileSeen(
+                    path=_want_path(path, f"{fname}.path"),
+                    kinds=_want_int(kinds, f"{fname}.kinds", 0, U32_MAX),
+                    first_seen=_want_float(first, f"{fname}.first_seen"),
+                    last_seen=_want_float(last, f"{fname}.last_seen"),
+                )
+            )
+        updates.append(
+            WorkloadUpdate(
+                workload=_want_workload(_field(item, "workload", name), f"{name}.workload"),
+                files=tuple(files),
+                total_events=_want_int(_field(item, "total_events", name), f"{name}.total_events"),
+                unresolved=_want_int(_field(item, "unresolved", name), f"{name}.unresolved"),
+            )
+        )
+    raw_covers = _want_map(_field(body, "covers", "file_updates"), "covers")
+    covers = {
+        _want_str(s, "covers key", MAX_SENDER_LEN): _decode_ranges(r, f"covers[{s}]")
+        for s, r in raw_covers.items()
+    }
+    raw_stats = _want_list(
+        _field(body, "tracer_stats", "file_updates"), "tracer_stats", MAX_MAP_ENTRIES
+    )
+    return FileUpdates(
+        header=header,
+        updates=tuple(updates),
+        covers=covers,
+        tracer_stats=tuple(_decode_stats(s, f"tracer_stats[{i}]") for i, s in enumerate(raw_stats)),
+        gaps=_want_int(_field(body, "gaps", "file_updates"), "gaps"),
+        invalid_messages=_want_int(
+            _field(body, "invalid_messages", "file_updates"), "invalid_messages"
+        ),
+    )
+
+
+def _decode_checkpoint(header: Header, body: dict) -> Checkpoint:
+    raw = _want_map(_field(body, "persisted", "checkpoint"), "persisted")
+    return Checkpoint(
+        header=header,
+        persisted={
+            _want_str(s, "persisted key", MAX_SENDER_LEN): _want_int(seq, f"persisted[{s}]")
+            for s, seq in raw.items()
+        },
+    )
+
+
+_DECODERS: dict[MessageType, Callable[[Header, dict], Message]] = {
+    MessageType.EVENT_BATCH: _decode_event_batch,
+    MessageType.TRACER_STATS: _decode_tracer_stats,
+    MessageType.FILE_UPDATES: _decode_file_updates,
+    MessageType.CHECKPOINT: _decode_checkpoint,
+}
+
+
+def decode(data: bytes, allowed: frozenset[MessageType] | None = None) -> Message:
+    """Decode and validate one message; `allowed` limits the types this receiver takes."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(data)} bytes, more than {MAX_MESSAGE_BYTES}")
+    try:
+        envelope = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=False,
+            max_bin_len=MAX_MESSAGE_BYTES,
+            max_str_len=MAX_MESSAGE_BYTES,
+            max_array_len=MAX_FILES_PER_UPDATE,
+            max_map_len=MAX_FILES_PER_UPDATE,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises many types for garbage; all mean one thing
+        raise ProtocolError(f"not valid msgpack: {exc.__class__.__name__}: {exc}") from None
+    envelope = _want_map(envelope, "message", 16)
+    version = _field(envelope, "v", "message")
+    if version != SCHEMA_VERSION:
+        raise ProtocolError(f"schema version {version!r}, expected {SCHEMA_VERSION}")
+    raw_type = _want_str(_field(envelope, "type", "message"), "type", 64)
+    try:
+        message_type = MessageType(raw_type)
+    except ValueError:
+        raise ProtocolError(f"unknown message type {raw_type!r}") from None
+    if allowed is not None and message_type not in allowed:
+        raise ProtocolError(f"message type {raw_type!r} is not accepted here")
+    sender = _want_str(_field(envelope, "sender", "message"), "sender", MAX_SENDER_LEN)
+    if not sender:
+        raise ProtocolError("sender: empty sender identity")
+    header = Header(sender=sender, seq=_want_int(_field(envelope, "seq", "message"), "seq"))
+    body = _want_map(_field(envelope, "body", "message"), "body", 64)
+    try:
+        return _DECODERS[message_type](header, body)
+    except ProtocolError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ProtocolError(f"{raw_type}: malformed body: {exc}") from None

@@ -1,0 +1,1 @@
+"""Snoop: records every file a container workload touches, to slim its image."""
