@@ -19,14 +19,14 @@ class ConfigError(ValueError):
     """One or more bad configuration values; str() has one line per problem."""
 
 
-class TargetMode(str, enum.Enum):
+class TargetMode(enum.StrEnum):
     CGROUP = "cgroup"
     CONTAINER = "container"
     POD = "pod"
     ALL_BUT_SELF = "all-but-self"
 
 
-class LogLevel(str, enum.Enum):
+class LogLevel(enum.StrEnum):
     DEBUG = "debug"
     INFO = "info"
     WARNING = "warning"

@@ -10,7 +10,7 @@ Paths travel as msgpack bin (Python `bytes`) end to end: Linux paths need not be
 Flow:
   tracer    --EVENT_BATCH, TRACER_STATS-->  processor
   processor --FILE_UPDATES-->               reporter
-  reporter  --CHECKPOINT-->                 tracers (how far each tracer's batches are
+  reporter  --CHECKPOINT-->                 tracers (which of each tracer's batches are
                                             durably persisted; tracers re-send the rest)
 """
 
@@ -40,7 +40,7 @@ class ProtocolError(ValueError):
     """A message that is not a valid Snoop message; it names what is wrong."""
 
 
-class MessageType(str, enum.Enum):
+class MessageType(enum.StrEnum):
     EVENT_BATCH = "event_batch"
     TRACER_STATS = "tracer_stats"
     FILE_UPDATES = "file_updates"
@@ -154,8 +154,10 @@ class FileUpdates:
 @dataclass(frozen=True)
 class Checkpoint:
     header: Header
-    # tracer sender -> highest seq up to which every batch is durably persisted
-    persisted: Mapping[str, int]
+    # tracer sender -> inclusive [first, last] seq ranges whose content is durably
+    # persisted. Ranges, not a high-water mark: a hole (a batch lost on the way) stays
+    # visible, so the tracer re-sends exactly what is missing.
+    persisted: Mapping[str, tuple[tuple[int, int], ...]]
 
 
 Message = EventBatch | TracerStats | FileUpdates | Checkpoint
@@ -232,7 +234,7 @@ def _body(message: Message) -> dict:
             "invalid_messages": message.invalid_messages,
         }
     if isinstance(message, Checkpoint):
-        return {"persisted": dict(message.persisted)}
+        return {"persisted": {s: [list(r) for r in rs] for s, rs in message.persisted.items()}}
     raise TypeError(f"not a Snoop message: {type(message).__name__}")
 
 
@@ -469,8 +471,8 @@ def _decode_checkpoint(header: Header, body: dict) -> Checkpoint:
     return Checkpoint(
         header=header,
         persisted={
-            _want_str(s, "persisted key", MAX_SENDER_LEN): _want_int(seq, f"persisted[{s}]")
-            for s, seq in raw.items()
+            _want_str(s, "persisted key", MAX_SENDER_LEN): _decode_ranges(r, f"persisted[{s}]")
+            for s, r in raw.items()
         },
     )
 

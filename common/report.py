@@ -12,6 +12,7 @@ writes as the escape "\\udcHH". `path_from_json(path_to_json(p)) == p` for every
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -265,10 +266,8 @@ def write_atomically(path: str | os.PathLike, text: str) -> None:
             os.close(fd)
         os.rename(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:

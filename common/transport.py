@@ -25,9 +25,8 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
-
 from snoop.common.protocol import Message, MessageType, ProtocolError, decode, encode
+from zmq.auth.thread import ThreadAuthenticator
 
 SEND_HWM = 2000
 RECV_HWM = 2000
