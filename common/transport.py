@@ -25,8 +25,9 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
-from snoop.common.protocol import Message, MessageType, ProtocolError, decode, encode
 from zmq.auth.thread import ThreadAuthenticator
+
+from snoop.common.protocol import Message, MessageType, ProtocolError, decode, encode
 
 SEND_HWM = 2000
 RECV_HWM = 2000
