@@ -1,13 +1,45 @@
-"""Placeholder until this subcommand is implemented."""
+"""`snoop tracer`: the privileged process."""
+
+from __future__ import annotations
 
 import argparse
 import sys
 
+from prometheus_client import CollectorRegistry
+
+from snoop.common import config as config_mod
+from snoop.common import process
+from snoop.common.transport import TransportError
+from snoop.tracer.cgroups import CgroupError
+from snoop.tracer.loader import LoadError
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    config_mod.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"snoop {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+    config = process.load_config(args, "tracer")
+    if config is None:
+        return 2
+    log = process.setup_logging(config, "tracer")
+    from snoop.tracer.service import Tracer, install_signal_handlers
+
+    registry = CollectorRegistry()
+    try:
+        tracer = Tracer(config, registry)
+    except (TransportError, CgroupError, OSError) as exc:
+        print(f"snoop tracer: {exc}", file=sys.stderr)
+        return 2
+    install_signal_handlers(tracer)
+    health = process.start_health(config, registry, lambda: tracer.ready, "tracer")
+    if health is None:
+        return 2
+    try:
+        return tracer.run()
+    except LoadError as exc:
+        log.error("cannot load BPF", extra={"error": str(exc)})
+        print(f"snoop tracer: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        health.stop()

@@ -1,0 +1,38 @@
+"""What every Snoop process does at start: parse config, set up logs and the health server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from snoop.common import config as config_mod
+from snoop.common import logs
+from snoop.common.health import HealthServer
+
+
+def load_config(args: argparse.Namespace, command: str) -> config_mod.Config | None:
+    """The validated config, or None after printing one line per problem."""
+    try:
+        return config_mod.load(os.environ, args)
+    except config_mod.ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"snoop {command}: config error: {line}", file=sys.stderr)
+        return None
+
+
+def start_health(config: config_mod.Config, registry: CollectorRegistry,
+                 ready: Callable[[], bool], command: str) -> HealthServer | None:
+    try:
+        return HealthServer(config.metrics_addr, registry, ready).start()
+    except OSError as exc:
+        print(f"snoop {command}: cannot serve metrics on {config.metrics_addr}: {exc.strerror}",
+              file=sys.stderr)
+        return None
+
+
+def setup_logging(config: config_mod.Config, command: str):
+    return logs.setup(command, config.log_level.value)

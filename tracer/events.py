@@ -1,0 +1,55 @@
+"""Ring buffer records -> protocol Events, keeping the cwd/fd model current on the way.
+
+Records arrive in the order the kernel produced them, so fork, chdir and open results
+update the resolver before the events that depend on them are resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from snoop.common.protocol import AccessKind, Event, Workload
+from snoop.tracer import records
+from snoop.tracer.resolve import PathResolver
+
+_FILE_KINDS = frozenset(int(k) for k in AccessKind)
+_OPEN_KINDS = frozenset({int(AccessKind.READ), int(AccessKind.WRITE)})
+
+
+class RecordTranslator:
+    def __init__(self, resolver: PathResolver, workload_of: Callable[[int], Workload]) -> None:
+        self.resolver = resolver
+        self.workload_of = workload_of
+        self.unresolved = 0
+        self.unknown_kinds = 0
+
+    def translate(self, record: records.Record) -> Event | None:
+        """The Event for a file record; None for life-cycle records and lost paths."""
+        kind = record.kind
+        if kind == records.KIND_FORK:
+            self.resolver.on_fork(record.tgid, record.ret)
+            return None
+        if kind == records.KIND_EXIT:
+            self.resolver.on_exit(record.tgid)
+            return None
+        if kind not in _FILE_KINDS:
+            self.unknown_kinds += 1
+            return None
+        if record.read_failed:
+            return None  # counted by the kernel (STAT_READ_FAILED), reported as coverage
+        if kind == AccessKind.CHDIR and not record.path:
+            if record.ret == 0:
+                self.resolver.on_fchdir(record.tgid, record.dirfd)
+            return None
+        path, resolved = self.resolver.resolve(record.pid, record.tgid, record.dirfd,
+                                               record.path)
+        if not resolved:
+            self.unresolved += 1
+        elif kind == AccessKind.CHDIR and record.ret == 0 and record.syscall_name == "chdir":
+            self.resolver.on_chdir(record.tgid, path)
+        elif kind in _OPEN_KINDS and record.ret >= 0:
+            self.resolver.on_fd(record.tgid, record.ret, path)
+        if record.flags & records.FLAG_FROM_EXEC:
+            self.resolver.on_exec(record.tgid)
+        return Event(cgroup_id=record.cgroup_id, pid=record.pid, tgid=record.tgid,
+                     kind=AccessKind(kind), path=path, resolved=resolved)

@@ -1,0 +1,186 @@
+"""Compile and attach the BPF program with bcc, and give typed access to its maps.
+
+Only this module imports bcc. It compiles once at startup, frees bcc's compiler memory,
+and exposes: target updates (live, without reloading), self-exclusion by process, the
+per-CPU counters, and the ring buffer drain.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from snoop.tracer import records
+from snoop.tracer.syscalls import SYSCALLS, available, index_defines
+
+BPF_SOURCE = Path(__file__).with_name("bpf") / "snoop.bpf.c"
+INCLUDE = 1
+EXCLUDE = 2
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+log = logging.getLogger(__name__)
+
+
+class LoadError(RuntimeError):
+    """The BPF program cannot be compiled or attached here; the message says why."""
+
+
+@dataclass(frozen=True)
+class KernelSettings:
+    ringbuf_bytes: int = 8 * 1024 * 1024
+    dedup_entries: int = 65536
+    dedup_ttl: float = 600.0
+    max_cgroup_levels: int = 16
+    wakeup_every: int = 64
+
+
+def ringbuf_pages(size_bytes: int) -> int:
+    """The ring buffer size in pages: a power of two, at least one page."""
+    pages = max(1, -(-size_bytes // PAGE_SIZE))
+    return 1 << (pages - 1).bit_length()
+
+
+def find_tracefs() -> str:
+    for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        if os.path.isdir(os.path.join(root, "events", "syscalls")):
+            return root
+    raise LoadError("no tracefs with syscall tracepoints at /sys/kernel/tracing "
+                    "(mount -t tracefs nodev /sys/kernel/tracing)")
+
+
+def cflags_for(settings: KernelSettings, present: Iterable[str]) -> list[str]:
+    return [
+        "-Wno-ignored-attributes",
+        "-Wno-unused-function",
+        f"-DRINGBUF_PAGES={ringbuf_pages(settings.ringbuf_bytes)}",
+        f"-DDEDUP_ENTRIES={settings.dedup_entries}",
+        f"-DDEDUP_TTL_NS={int(settings.dedup_ttl * 1e9)}ULL",
+        f"-DMAX_CGROUP_LEVELS={settings.max_cgroup_levels}",
+        f"-DWAKEUP_EVERY={settings.wakeup_every}",
+        *index_defines(),
+        *(f"-DHAVE_{name}" for name in present),
+    ]
+
+
+class KernelProbe:
+    """The loaded, attached program. Use as a context manager, or call close()."""
+
+    def __init__(self, settings: KernelSettings = KernelSettings()) -> None:
+        try:
+            from bcc import BPF
+        except ImportError:
+            raise LoadError("python module bcc missing: install Debian's python3-bpfcc") \
+                from None
+        if not os.path.isdir(f"/lib/modules/{platform.release()}/build/include"):
+            raise LoadError(f"no kernel headers at /lib/modules/{platform.release()}/build: "
+                            "bcc cannot compile (run scripts/setup.sh)")
+        tracefs = find_tracefs()
+        self.present, self.missing = available(tracefs, SYSCALLS)
+        for name in self.missing:
+            log.info("syscall not available on this kernel, skipped", extra={"syscall": name})
+        started = time.monotonic()
+        stderr_fd = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            # bcc's clang prints pages of header warnings on stderr; keep the log clean.
+            os.dup2(devnull, 2)
+            self._bpf = BPF(src_file=str(BPF_SOURCE).encode(),
+                            cflags=cflags_for(settings, self.present))
+        except Exception as exc:
+            raise LoadError(f"BPF program failed to load: {exc}") from None
+        finally:
+            os.dup2(stderr_fd, 2)
+            os.close(stderr_fd)
+            os.close(devnull)
+        self._bpf.free_bcc_memory()
+        self.compile_seconds = time.monotonic() - started
+        self.attached = tuple(self.present) + ("sched_process_exec", "sched_process_fork",
+                                               "sched_process_exit")
+        self._targets = self._bpf["targets"]
+        self._generation = self._bpf["generation"]
+        self._excluded = self._bpf["excluded_tgids"]
+        self._counters = self._bpf["counters"]
+        self._ring_open = False
+        self._closed = False
+
+    # ------------------------------------------------------------ targets
+
+    def set_targets(self, include: Iterable[int], exclude: Iterable[int]) -> None:
+        """Replace the target set; the kernel sees the change at once."""
+        wanted = {int(i): INCLUDE for i in include}
+        wanted.update({int(i): EXCLUDE for i in exclude})
+        key_type, leaf_type = self._targets.Key, self._targets.Leaf
+        for key in list(self._targets.keys()):
+            if key.value not in wanted:
+                del self._targets[key]
+        for cgroup_id, mark in wanted.items():
+            self._targets[key_type(cgroup_id)] = leaf_type(mark)
+        # Cached per-cgroup verdicts carry the generation they were computed in.
+        zero = self._generation.Key(0)
+        self._generation[zero] = self._generation.Leaf(self._generation[zero].value + 1)
+
+    def exclude_process(self, tgid: int) -> None:
+        self._excluded[self._excluded.Key(tgid)] = self._excluded.Leaf(1)
+
+    # ------------------------------------------------------------ ring buffer
+
+    def open_ring(self, on_record: Callable[[bytes], None]) -> None:
+        def callback(_ctx, data, size) -> int:
+            on_record(ctypes.string_at(data, size))
+            return 0
+
+        self._bpf["events"].open_ring_buffer(callback)
+        self._ring_open = True
+
+    def drain(self, timeout_ms: int) -> None:
+        """Wait up to timeout_ms for a wakeup, then consume everything in the ring."""
+        self._bpf.ring_buffer_poll(timeout_ms)
+        self._bpf.ring_buffer_consume()
+
+    # ------------------------------------------------------------ counters
+
+    def counters(self) -> dict[int, int]:
+        """Per-CPU counter slots, summed over CPUs."""
+        totals = {}
+        for key, per_cpu in self._counters.items():
+            totals[key.value] = sum(int(v) for v in per_cpu)
+        return totals
+
+    @property
+    def ringbuf_full(self) -> int:
+        return self.counters().get(records.STAT_RINGBUF_FULL, 0)
+
+    # ------------------------------------------------------------ life cycle
+
+    def detach(self) -> None:
+        """Stop new events; the ring buffer stays readable for a final drain."""
+        for tracepoint in list(self._bpf.tracepoint_fds):
+            self._bpf.detach_tracepoint(tracepoint)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._bpf.cleanup()
+
+    def __enter__(self) -> KernelProbe:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def layout(self) -> list[tuple[str, int, int]]:
+        """(field, offset, size) of `struct event_hdr` as bcc compiled it."""
+        leaf = self._bpf["event_layout"].Leaf
+        return [(name, getattr(leaf, name).offset, getattr(leaf, name).size)
+                for name, _ in leaf._fields_]
+
+    @property
+    def open_tracepoints(self) -> int:
+        return self._bpf.num_open_tracepoints()

@@ -1,0 +1,71 @@
+"""The binary record the BPF program writes to the ring buffer, decoded.
+
+Mirrors `struct event_hdr` in tracer/bpf/snoop.bpf.c (tests compare the two layouts);
+the header is followed by `path_len` bytes of path, without a NUL.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from snoop.tracer.syscalls import name_of
+
+# cgroup_id, pid, tgid, ret, dirfd, path_len, kind, flags, syscall, reserved, reserved2
+HEADER = struct.Struct("<QIIqiHBBHHI")
+HEADER_FIELDS = ("cgroup_id", "pid", "tgid", "ret", "dirfd", "path_len", "kind", "flags",
+                 "syscall", "reserved", "reserved2")
+
+AT_FDCWD = -100
+PATH_MAX = 4096
+
+KIND_FORK = 100
+KIND_EXIT = 101
+
+FLAG_READ_FAILED = 1
+FLAG_TRUNCATED = 2
+FLAG_FROM_EXEC = 4
+
+# Per-CPU counter slots of the `counters` map.
+STAT_SUBMITTED = 0
+STAT_RINGBUF_FULL = 1
+STAT_READ_FAILED = 2
+STAT_DEDUP_HITS = 3
+STAT_STASH_FULL = 4
+
+
+class RecordError(ValueError):
+    """A ring buffer record shorter than its header says."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    cgroup_id: int
+    pid: int
+    tgid: int
+    ret: int
+    dirfd: int
+    kind: int
+    flags: int
+    syscall: int
+    path: bytes
+
+    @property
+    def syscall_name(self) -> str:
+        return name_of(self.syscall)
+
+    @property
+    def read_failed(self) -> bool:
+        return bool(self.flags & FLAG_READ_FAILED)
+
+
+def decode(data: bytes | memoryview) -> Record:
+    if len(data) < HEADER.size:
+        raise RecordError(f"record of {len(data)} bytes, shorter than the {HEADER.size}-byte header")
+    (cgroup_id, pid, tgid, ret, dirfd, path_len, kind, flags, syscall, _, _) = \
+        HEADER.unpack_from(data)
+    end = HEADER.size + path_len
+    if len(data) < end:
+        raise RecordError(f"record says {path_len} path bytes, has {len(data) - HEADER.size}")
+    return Record(cgroup_id, pid, tgid, ret, dirfd, kind, flags, syscall,
+                  bytes(data[HEADER.size:end]))

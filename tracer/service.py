@@ -1,0 +1,281 @@
+"""The tracer's run loop: load BPF, keep targets current, drain, resolve, batch, send.
+
+One thread. Each turn: wait briefly for the ring buffer, turn records into events, send
+a batch when it is full or old enough, and about once a second refresh the targets,
+send stats and re-send batches no reporter has confirmed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from snoop.common.config import Config, TargetMode
+from snoop.common.protocol import (
+    Checkpoint,
+    Event,
+    EventBatch,
+    Header,
+    MessageType,
+    TracerStats,
+    Workload,
+)
+from snoop.common.transport import Receiver, Security, Sender, new_context
+from snoop.tracer import cgroups, records
+from snoop.tracer.events import RecordTranslator
+from snoop.tracer.loader import KernelProbe, KernelSettings
+from snoop.tracer.metrics import TracerMetrics
+from snoop.tracer.pending import PendingBatch, PendingBatches
+from snoop.tracer.resolve import PathResolver
+from snoop.tracer.targets import TargetWatcher
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL = 1.0
+STOP_DRAIN_SECONDS = 1.0
+RESEND_BATCHES_PER_TURN = 64
+
+
+def new_sender_id() -> str:
+    """Unique per tracer incarnation: seq numbers restart with each one."""
+    return f"tracer/{socket.gethostname()}/{os.getpid()}/{time.time_ns()}"
+
+
+@dataclass
+class BatchBuilder:
+    max_events: int
+    max_delay: float
+    events: list[Event] = field(default_factory=list)
+    workloads: dict[int, Workload] = field(default_factory=dict)
+    opened_at: float = 0.0
+
+    def add(self, event: Event, workload: Workload, now: float) -> None:
+        if not self.events:
+            self.opened_at = now
+        self.events.append(event)
+        self.workloads.setdefault(event.cgroup_id, workload)
+
+    def ready(self, now: float) -> bool:
+        return bool(self.events) and (
+            len(self.events) >= self.max_events or now - self.opened_at >= self.max_delay
+        )
+
+    def take(self) -> tuple[tuple[Event, ...], dict[int, Workload]]:
+        events, workloads = tuple(self.events), self.workloads
+        self.events, self.workloads = [], {}
+        return events, workloads
+
+
+class Tracer:
+    def __init__(self, config: Config, registry: CollectorRegistry,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = TracerMetrics(registry)
+        self.sender_id = new_sender_id()
+        self.seq = 0
+        self.started_at = clock()
+        self.stop_requested = threading.Event()
+        self.ready = False
+        self.cgroup_root = cgroups.find_cgroup2_root(_read("/proc/self/mountinfo"))
+        self.index = cgroups.CgroupIndex(self.cgroup_root)
+        self.resolver = PathResolver()
+        self.translator = RecordTranslator(self.resolver, self._workload_of)
+        self._workloads: dict[int, Workload] = {}
+        self.watcher = TargetWatcher(config, self.cgroup_root, self.index)
+        self.batch = BatchBuilder(config.batch_max_events, config.batch_max_delay)
+        self.pending = PendingBatches(config.pending_max)
+        self.context = new_context()
+        security = Security(config.curve_secret_key, config.curve_server_key,
+                            config.curve_allowed_keys, config.insecure_tcp)
+        self.sender = Sender(self.context, config.endpoint("events"), security=security)
+        self.checkpoints = Receiver(self.context, config.endpoint("checkpoint"),
+                                    {MessageType.CHECKPOINT}, bind=False, subscribe=True,
+                                    security=security)
+        self.probe: KernelProbe | None = None
+        self._syscall_counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------ setup
+
+    def start(self) -> None:
+        started = time.monotonic()
+        self.probe = KernelProbe(KernelSettings(
+            ringbuf_bytes=self.config.ringbuf_bytes,
+            dedup_entries=self.config.dedup_entries,
+            dedup_ttl=self.config.dedup_ttl,
+        ))
+        self.probe.exclude_process(os.getpid())
+        self.probe.open_ring(self._on_record)
+        for name in self.probe.attached:
+            self.metrics.attached.labels(name).set(1)
+        self._refresh_targets()
+        self.metrics.startup_seconds.set(time.monotonic() - started)
+        self.ready = True
+        log.info("tracer attached", extra={
+            "sender": self.sender_id, "syscalls": len(self.probe.attached),
+            "missing": ",".join(self.probe.missing),
+            "compile_seconds": round(self.probe.compile_seconds, 2),
+            "mode": self.config.target_mode.value,
+        })
+
+    def _refresh_targets(self) -> None:
+        targets = self.watcher.refresh()
+        if targets.changed:
+            self.probe.set_targets(targets.include, targets.exclude)
+            self.metrics.targets.labels(self.config.target_mode.value).set(len(targets.include))
+
+    # ------------------------------------------------------------ records
+
+    def _workload_of(self, cgroup_id: int) -> Workload:
+        workload = self._workloads.get(cgroup_id)
+        if workload is None:
+            rel_path = self.index.lookup(cgroup_id)
+            if rel_path is None:
+                workload = Workload(key=f"cgroup-{cgroup_id}")
+            else:
+                workload = cgroups.workload_for(rel_path, self.config.target_mode,
+                                                self.config.target_cgroup)
+            if len(self._workloads) > 65536:
+                self._workloads.clear()
+            self._workloads[cgroup_id] = workload
+        return workload
+
+    def _on_record(self, data: bytes) -> None:
+        try:
+            record = records.decode(data)
+        except records.RecordError as exc:
+            log.warning("bad ring buffer record", extra={"error": str(exc)})
+            return
+        name = record.syscall_name
+        self._syscall_counts[name] = self._syscall_counts.get(name, 0) + 1
+        self.metrics.events.labels(name).inc()
+        event = self.translator.translate(record)
+        if event is not None:
+            self.batch.add(event, self._workload_of(event.cgroup_id), self.clock())
+            if len(self.batch.events) >= self.batch.max_events:
+                self._flush()
+
+    # ------------------------------------------------------------ sending
+
+    def _next_header(self) -> Header:
+        self.seq += 1
+        return Header(sender=self.sender_id, seq=self.seq)
+
+    def _flush(self) -> None:
+        if not self.batch.events:
+            return
+        events, workloads = self.batch.take()
+        now = self.clock()
+        header = self._next_header()
+        pending = PendingBatch(header.seq, events, workloads, created_at=now, last_sent=0.0)
+        self.pending.add(pending)
+        if self.sender.send(EventBatch(header, events, workloads, sent_at=now)):
+            pending.last_sent = now
+            self.metrics.batches_sent.inc()
+        else:
+            self.metrics.send_blocked.inc()
+
+    def _resend_due(self) -> None:
+        now = self.clock()
+        for count, batch in enumerate(self.pending.due(now, self.config.resend_after)):
+            if count >= RESEND_BATCHES_PER_TURN:
+                break
+            message = EventBatch(Header(self.sender_id, batch.seq), batch.events,
+                                 batch.workloads, sent_at=batch.created_at,
+                                 resend=batch.last_sent != 0.0)
+            if not self.sender.send(message):
+                self.metrics.send_blocked.inc()
+                break
+            if batch.last_sent:
+                self.metrics.batches_resent.inc()
+            batch.last_sent = now
+
+    def _send_stats(self) -> None:
+        counters = self.probe.counters() if self.probe else {}
+        stats = TracerStats(
+            header=self._next_header(),
+            started_at=self.started_at,
+            kernel_dropped=counters.get(records.STAT_RINGBUF_FULL, 0),
+            read_failures=counters.get(records.STAT_READ_FAILED, 0),
+            unresolved=self.translator.unresolved,
+            events_by_syscall=dict(self._syscall_counts),
+            attached=self.probe.attached if self.probe else (),
+            pending_dropped=self.pending.dropped_events,
+        )
+        self.sender.send(stats)
+        self.metrics.dropped.set(stats.kernel_dropped)
+        self.metrics.read_failures.set(stats.read_failures)
+        self.metrics.dedup_hits.set(counters.get(records.STAT_DEDUP_HITS, 0))
+        self.metrics.pending_events.set(self.pending.events)
+        self.metrics.pending_dropped.set(self.pending.dropped_events)
+
+    def _take_checkpoints(self) -> None:
+        for message in self.checkpoints.recv_all(limit=100):
+            if isinstance(message, Checkpoint):
+                self.metrics.checkpoints.inc()
+                ranges = message.persisted.get(self.sender_id)
+                if ranges:
+                    self.pending.confirm(ranges)
+
+    # ------------------------------------------------------------ loop
+
+    def run(self) -> int:
+        self.start()
+        next_housekeeping = 0.0
+        poll_ms = max(1, int(self.config.batch_max_delay * 1000 / 2))
+        unresolved_seen = 0
+        while not self.stop_requested.is_set():
+            self.probe.drain(poll_ms)
+            now = self.clock()
+            if self.batch.ready(now):
+                self._flush()
+            if now >= next_housekeeping:
+                next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                self._refresh_targets()
+                self._take_checkpoints()
+                self._resend_due()
+                self._send_stats()
+                self.metrics.unresolved.inc(self.translator.unresolved - unresolved_seen)
+                unresolved_seen = self.translator.unresolved
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        """Detach, drain what the ring buffer still holds, send it, close."""
+        self.ready = False
+        if self.probe is not None:
+            self.probe.detach()
+            self.probe.drain(0)
+            self._flush()
+            self._resend_due()
+            self._send_stats()
+            self.probe.close()
+        self.checkpoints.close(linger=0)
+        self.sender.close()
+        self.context.term()
+        log.info("tracer stopped", extra={"pending_batches": len(self.pending),
+                                          "sent": self.sender.sent})
+        return 0
+
+    def request_stop(self, *_args) -> None:
+        self.stop_requested.set()
+
+
+def install_signal_handlers(tracer: Tracer) -> None:
+    signal.signal(signal.SIGTERM, tracer.request_stop)
+    signal.signal(signal.SIGINT, tracer.request_stop)
+
+
+def _read(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
+
+
+__all__ = ["Tracer", "TargetMode", "install_signal_handlers"]
