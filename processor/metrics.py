@@ -1,0 +1,89 @@
+"""Prometheus view of the processor: read at scrape time from the pipeline's counters.
+
+The hot path only bumps plain integers; this collector turns them into metric families
+when /metrics is scraped, under the pipeline's lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from snoop.processor.pipeline import Pipeline
+
+
+class ProcessorCollector(Collector):
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.pipeline
+        with p.lock:
+            c, d, o = p.counts, p.dedup.counts, p.outbox.counts
+            simple = [
+                ("snoop_batches_received", "event batches received from tracers", c.batches),
+                ("snoop_batches_resent", "re-sent batches received (dedup bypassed)",
+                 c.resent_batches),
+                ("snoop_tracer_stats_received", "tracer stats messages received", c.stats),
+                ("snoop_events_received", "events in received batches", c.events),
+                ("snoop_events_excluded", "events left out by SNOOP_EXCLUDE_PATHS", c.excluded),
+                ("snoop_unresolved_paths", "events whose relative path the tracer could not "
+                 "resolve", c.unresolved),
+                ("snoop_messages_invalid", "malformed messages dropped", c.invalid),
+                ("snoop_message_gaps", "tracer messages missing from seq numbering",
+                 p.gaps.total),
+                ("snoop_updates_sent", "FileUpdates messages sent to the reporter",
+                 c.updates_sent),
+                ("snoop_update_sends_blocked", "FileUpdates sends refused (reporter away)",
+                 c.sends_blocked),
+                ("snoop_updates_dropped", "pending update units dropped over the memory cap",
+                 o.dropped_units),
+                ("snoop_updates_dropped_files", "files in dropped pending update units",
+                 o.dropped_files),
+                ("snoop_unique_file_cap_hits", "new paths forwarded but not remembered "
+                 "(workload at SNOOP_MAX_UNIQUE_FILES)", d.cap_hits),
+            ]
+            forwarded = {"new": d.new, "new_kind": d.widened, "last_seen": d.refreshed,
+                         "resend": d.forced}
+            suppressed = d.suppressed
+            by_syscall = p.tracers.events_by_syscall()
+            dropped = p.tracers.dropped()
+            unique = p.dedup.unique_files()
+            pending = p.outbox.pending_files
+            tracers = len(p.tracers)
+        for name, doc, value in simple:
+            yield CounterMetricFamily(name, doc, value=value)
+        family = CounterMetricFamily("snoop_files_forwarded", "path sightings forwarded, by why",
+                                     labels=["reason"])
+        for reason, value in forwarded.items():
+            family.add_metric([reason], value)
+        yield family
+        yield CounterMetricFamily("snoop_files_suppressed", "path sightings deduplicated away",
+                                  value=suppressed)
+        family = CounterMetricFamily("snoop_events", "events seen by tracers, by syscall "
+                                     "(summed over tracers)", labels=["syscall"])
+        for syscall, value in sorted(by_syscall.items()):
+            family.add_metric([syscall], value)
+        yield family
+        family = CounterMetricFamily("snoop_events_dropped", "events tracers could not deliver, "
+                                     "by reason (summed over tracers)", labels=["reason"])
+        for reason, value in sorted(dropped.items()):
+            family.add_metric([reason], value)
+        yield family
+        family = GaugeMetricFamily("snoop_unique_files", "unique paths remembered per workload",
+                                   labels=["workload"])
+        for key, value in sorted(unique.items()):
+            family.add_metric([key], value)
+        yield family
+        yield GaugeMetricFamily("snoop_pending_files", "files waiting to be sent to the reporter",
+                                value=pending)
+        yield GaugeMetricFamily("snoop_tracers", "tracer senders known", value=tracers)
+
+
+def register(registry: CollectorRegistry, pipeline: Pipeline) -> ProcessorCollector:
+    collector = ProcessorCollector(pipeline)
+    registry.register(collector)
+    return collector

@@ -1,0 +1,199 @@
+"""What the processor owes the reporter, packed into FileUpdates messages.
+
+Content is gathered in *units*. A unit holds the forwarded files of whole tracer
+messages and `covers` exactly those messages, so a FileUpdates built from one unit may
+honestly say "the content of these seqs is in this or an earlier message": a batch whose
+paths were all deduplicated carries nothing, but the earlier batch that first brought
+those paths has its own cover, and the tracer re-sends it until it is persisted.
+
+The last unit is open: new content merges into it (a path seen twice is one entry)
+until it is full, then a new one opens. Units go out in order, one per message. When
+the reporter is away, sends fail and units wait; past `max_pending_files` the oldest
+unit is dropped whole, content and covers together, and counted: the tracer never saw
+those seqs persisted, so it re-sends them.
+
+Tracer stats, seq gaps and the invalid-message count are not tied to units (they are
+cumulative or counts); they ride on the next message that goes out.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from snoop.common.protocol import (
+    MAX_MAP_ENTRIES,
+    FileSeen,
+    FileUpdates,
+    Header,
+    TracerStats,
+    Workload,
+    WorkloadUpdate,
+)
+from snoop.reporter.checkpoints import RangeSet
+
+MAX_FILES_PER_MESSAGE = 8192  # worst case 8192 * PATH_MAX = 32 MiB, under the wire limit
+MAX_PENDING_FILES = 262_144
+MAX_RANGES_PER_UNIT = 1024
+MAX_TRACERS = 4096
+
+
+@dataclass
+class _Part:
+    """One workload's share of a unit."""
+
+    workload: Workload
+    files: dict[bytes, list] = field(default_factory=dict)  # path -> [kinds, first, last]
+    total_events: int = 0
+    unresolved: int = 0
+
+
+class _Unit:
+    __slots__ = ("parts", "covers", "files")
+
+    def __init__(self) -> None:
+        self.parts: dict[str, _Part] = {}
+        self.covers: dict[str, RangeSet] = {}
+        self.files = 0
+
+    def empty(self) -> bool:
+        return not self.covers and not self.parts
+
+
+@dataclass
+class OutboxCounts:
+    dropped_units: int = 0
+    dropped_files: int = 0
+
+
+class Outbox:
+    def __init__(self, *, max_files_per_message: int = MAX_FILES_PER_MESSAGE,
+                 max_pending_files: int = MAX_PENDING_FILES) -> None:
+        self.max_files_per_message = max_files_per_message
+        self.max_pending_files = max_pending_files
+        self._units: deque[_Unit] = deque([_Unit()])
+        self._stats: dict[str, TracerStats] = {}
+        self._stats_covers: dict[str, RangeSet] = {}
+        self._gaps = 0
+        self._invalid = 0
+        self.pending_files = 0
+        self.counts = OutboxCounts()
+
+    # ------------------------------------------------------------ filling
+
+    def reserve(self, files: int, workloads: int) -> None:
+        """Make room in the open unit for one tracer message of this size."""
+        unit = self._units[-1]
+        if unit.empty():
+            return
+        if (unit.files + files > self.max_files_per_message
+                or len(unit.parts) + workloads > MAX_MAP_ENTRIES
+                or len(unit.covers) >= MAX_MAP_ENTRIES
+                or any(len(r) >= MAX_RANGES_PER_UNIT for r in unit.covers.values())):
+            self._units.append(_Unit())
+            self._enforce_cap()
+
+    def _part(self, workload: Workload) -> _Part:
+        unit = self._units[-1]
+        part = unit.parts.get(workload.key)
+        if part is None:
+            part = unit.parts[workload.key] = _Part(workload)
+        return part
+
+    def add_file(self, workload: Workload, path: bytes, kinds: int, seen: float) -> None:
+        part = self._part(workload)
+        entry = part.files.get(path)
+        if entry is None:
+            part.files[path] = [kinds, seen, seen]
+            self._units[-1].files += 1
+            self.pending_files += 1
+        else:
+            entry[0] |= kinds
+            entry[1] = min(entry[1], seen)
+            entry[2] = max(entry[2], seen)
+
+    def add_counts(self, workload: Workload, events: int, unresolved: int) -> None:
+        part = self._part(workload)
+        part.total_events += events
+        part.unresolved += unresolved
+
+    def cover(self, sender: str, seq: int) -> None:
+        """The content of tracer message (sender, seq) is now in the open unit."""
+        self._units[-1].covers.setdefault(sender, RangeSet()).add(seq)
+        self._enforce_cap()
+
+    def add_stats(self, stats: TracerStats) -> None:
+        sender = stats.header.sender
+        current = self._stats.get(sender)
+        if current is None or stats.header.seq >= current.header.seq:
+            if current is None and len(self._stats) >= MAX_TRACERS:
+                return  # absurd fan-in; its seq stays uncovered so nothing is claimed
+            self._stats[sender] = stats
+        self._stats_covers.setdefault(sender, RangeSet()).add(stats.header.seq)
+
+    def add_gaps(self, gaps: int) -> None:
+        self._gaps += gaps
+
+    def add_invalid(self, invalid: int) -> None:
+        self._invalid += invalid
+
+    def _enforce_cap(self) -> None:
+        while self.pending_files > self.max_pending_files and len(self._units) > 1:
+            unit = self._units.popleft()
+            self.pending_files -= unit.files
+            self.counts.dropped_units += 1
+            self.counts.dropped_files += unit.files
+
+    # ------------------------------------------------------------ draining
+
+    def empty(self) -> bool:
+        return (len(self._units) == 1 and self._units[0].empty() and not self._stats
+                and not self._stats_covers and not self._gaps and not self._invalid)
+
+    def waiting_units(self) -> int:
+        """Units that are full and wait only for a send."""
+        return len(self._units) - 1
+
+    def peek(self, header: Header) -> FileUpdates | None:
+        """The next message to send, or None; nothing changes until `commit()`."""
+        if self.empty():
+            return None
+        unit = self._units[0]
+        covers = {s: r.ranges() for s, r in unit.covers.items()}
+        for sender, ranges in self._stats_covers.items():
+            if sender in covers:
+                merged = RangeSet(covers[sender])
+                merged.update(ranges)
+                covers[sender] = merged.ranges()
+            elif len(covers) < MAX_MAP_ENTRIES:
+                covers[sender] = ranges.ranges()
+        return FileUpdates(
+            header=header,
+            updates=tuple(
+                WorkloadUpdate(
+                    workload=part.workload,
+                    files=tuple(FileSeen(path, kinds, first, last)
+                                for path, (kinds, first, last) in part.files.items()),
+                    total_events=part.total_events,
+                    unresolved=part.unresolved,
+                )
+                for part in unit.parts.values()
+            ),
+            covers=covers,
+            tracer_stats=tuple(self._stats.values()),
+            gaps=self._gaps,
+            invalid_messages=self._invalid,
+        )
+
+    def commit(self, sent: FileUpdates) -> None:
+        """`sent` (the last `peek()`) went out: forget what it carried."""
+        unit = self._units.popleft()
+        self.pending_files -= unit.files
+        if not self._units:
+            self._units.append(_Unit())
+        for sender in list(self._stats_covers):
+            if sender in sent.covers:
+                del self._stats_covers[sender]
+        self._stats.clear()
+        self._gaps -= sent.gaps
+        self._invalid -= sent.invalid_messages
