@@ -1,13 +1,189 @@
-"""Placeholder until this subcommand is implemented."""
+"""`snoop report`: merge, diff or summarize reports.
+
+    snoop report merge A.json B.json ... -o M.json   union of files, metadata and counters
+    snoop report diff A.json B.json [--json]         files in one and not the other
+    snoop report summary R.json [--json]             counts by directory and access kind
+
+`diff` exits 0 when both reports hold the same files and 1 when they differ, as diff(1)
+does. A file that is not a report gives one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Iterable
+from typing import Any
+
+from snoop.common.report import (
+    Report,
+    ReportError,
+    counts_by_kind,
+    iso_time,
+    load_report,
+    merge_reports,
+    path_to_json,
+    write_atomically,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    actions = parser.add_subparsers(dest="action", metavar="ACTION",
+                                    parser_class=type(parser))
+    actions.required = True
+
+    merge = actions.add_parser("merge", help="union of several reports into one",
+                               description="Union of the files, metadata, counters and "
+                                           "per-file detail of several reports.")
+    merge.add_argument("reports", nargs="+", metavar="REPORT")
+    merge.add_argument("-o", "--output", required=True, metavar="M.json",
+                       help="merged report (written atomically)")
+    merge.set_defaults(action_run=_merge)
+
+    diff = actions.add_parser("diff", help="files in one report and not the other",
+                              description="Files in one report and not the other, grouped "
+                                          "by directory. Exit 0: same files; 1: different.")
+    diff.add_argument("a", metavar="A")
+    diff.add_argument("b", metavar="B")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
+    diff.set_defaults(action_run=_diff)
+
+    summary = actions.add_parser("summary", help="counts by directory and access kind",
+                                 description="Counts by top directories and by access kind, "
+                                             "plus the coverage counters.")
+    summary.add_argument("report", metavar="R")
+    summary.add_argument("--depth", type=int, default=2, metavar="D",
+                         help="group paths by their first D directories (2)")
+    summary.add_argument("--top", type=int, default=20, metavar="N",
+                         help="directory rows in the table (20; --json has all)")
+    summary.add_argument("--json", action="store_true", help="machine-readable output")
+    summary.set_defaults(action_run=_summary)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"snoop {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+    try:
+        return args.action_run(args)
+    except ReportError as exc:
+        print(f"snoop report {args.action}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"snoop report {args.action}: error: {exc.filename or ''}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+
+
+# ---------------------------------------------------------------- pure logic
+
+def directory_of(path: bytes, depth: int) -> bytes:
+    """The first `depth` directories of `path`: /usr/lib/x/libc.so at 2 is /usr/lib."""
+    parts = path.split(b"/")[1:-1] if path.startswith(b"/") else []
+    return b"/" + b"/".join(parts[:max(depth, 1)])
+
+
+def group_by_directory(paths: Iterable[bytes]) -> dict[bytes, list[bytes]]:
+    """Paths grouped by their parent directory, both sorted."""
+    groups: dict[bytes, list[bytes]] = {}
+    for path in sorted(paths):
+        parent, _, name = path.rpartition(b"/")
+        groups.setdefault(parent or b"/", []).append(name)
+    return dict(sorted(groups.items()))
+
+
+def diff_reports(a: Report, b: Report) -> tuple[list[bytes], list[bytes]]:
+    """(files only in a, files only in b), sorted."""
+    return sorted(a.files.keys() - b.files.keys()), sorted(b.files.keys() - a.files.keys())
+
+
+def summarize(report: Report, depth: int) -> dict[str, Any]:
+    by_directory: dict[bytes, int] = {}
+    for path in report.files:
+        key = directory_of(path, depth)
+        by_directory[key] = by_directory.get(key, 0) + 1
+    coverage = dict(vars(report.coverage))
+    return {
+        "workload": report.workload,
+        "container_id": report.container_id,
+        "image_ref": report.image_ref,
+        "started_at": iso_time(report.started_at) if report.started_at else "",
+        "last_updated_at": iso_time(report.last_updated_at) if report.last_updated_at else "",
+        "files": len(report.files),
+        "total_events": report.total_events,
+        "dropped_events": report.dropped_events,
+        "by_directory": {
+            path_to_json(k): v
+            for k, v in sorted(by_directory.items(), key=lambda item: (-item[1], item[0]))
+        },
+        "by_kind": dict(sorted(counts_by_kind(report.files).items(),
+                               key=lambda item: (-item[1], item[0]))),
+        "coverage": coverage,
+        "complete": not any(coverage.values()),
+    }
+
+
+# ---------------------------------------------------------------- actions
+
+def _merge(args: argparse.Namespace) -> int:
+    merged = merge_reports(load_report(path) for path in args.reports)
+    write_atomically(args.output, merged.dumps())
+    print(f"merged {len(args.reports)} reports: {len(merged.files)} files -> {args.output}")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    only_a, only_b = diff_reports(load_report(args.a), load_report(args.b))
+    if args.json:
+        print(json.dumps({
+            "a": args.a, "b": args.b,
+            "only_in_a": _json_groups(only_a), "only_in_b": _json_groups(only_b),
+        }, indent=1, ensure_ascii=True))
+    else:
+        for name, paths in ((args.a, only_a), (args.b, only_b)):
+            print(f"only in {name}: {len(paths)} files")
+            for directory, names in group_by_directory(paths).items():
+                print(f"  {_show(directory)}{'' if directory == b'/' else '/'}")
+                for entry in names:
+                    print(f"    {_show(entry)}")
+    return 1 if only_a or only_b else 0
+
+
+def _json_groups(paths: list[bytes]) -> dict[str, list[str]]:
+    return {path_to_json(d): [path_to_json(n) for n in names]
+            for d, names in group_by_directory(paths).items()}
+
+
+def _summary(args: argparse.Namespace) -> int:
+    report = load_report(args.report)
+    summary = summarize(report, args.depth)
+    if args.json:
+        print(json.dumps({"report": args.report, **summary}, indent=1, ensure_ascii=True))
+        return 0
+    print(f"report: {args.report}")
+    for label, key in (("workload", "workload"), ("container", "container_id"),
+                       ("image", "image_ref"), ("started", "started_at"),
+                       ("last updated", "last_updated_at")):
+        if summary[key]:
+            print(f"{label}: {summary[key]}")
+    print(f"files: {summary['files']}   events: {summary['total_events']}   "
+          f"dropped: {summary['dropped_events']}")
+    rows = list(summary["by_directory"].items())
+    print(f"\nby directory (first {args.depth}; top {min(args.top, len(rows))} of {len(rows)}):")
+    for directory, count in rows[:args.top]:
+        print(f"  {count:7d}  {_printable(directory)}")
+    print("\nby access kind:")
+    for kind, count in summary["by_kind"].items():
+        print(f"  {count:7d}  {kind}")
+    print("\ncoverage:")
+    for name, value in summary["coverage"].items():
+        print(f"  {value:7d}  {name}")
+    print("  complete: yes, nothing was lost" if summary["complete"]
+          else "  complete: NO, files may be missing from this report (see the counters)")
+    return 0
+
+
+def _show(path: bytes) -> str:
+    return path.decode("utf-8", "backslashreplace")
+
+
+def _printable(text: str) -> str:
+    return _show(text.encode("utf-8", "surrogateescape"))

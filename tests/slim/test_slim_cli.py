@@ -1,0 +1,130 @@
+"""`snoop slim` as a user runs it: outputs, the printed view, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from snoop.cli.main import main
+
+from .helpers import docker_save_tar, elf64, layer_tar, oci_tar, write_report
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    root = tmp_path / "rootfs"
+    for directory in ("usr/bin", "usr/lib/x86_64-linux-gnu", "usr/lib64", "etc", "app",
+                      "var/lib/dpkg/info", "usr/share/doc/big"):
+        (root / directory).mkdir(parents=True)
+    for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
+        (root / link).symlink_to(target)
+    (root / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").write_bytes(elf64(None))
+    (root / "usr/lib64/ld-linux-x86-64.so.2").symlink_to(
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    (root / "usr/bin/dash").write_bytes(elf64(b"/lib64/ld-linux-x86-64.so.2"))
+    (root / "usr/bin/sh").symlink_to("dash")
+    (root / "app/run.sh").write_bytes(b"#!/bin/sh\necho hi\n")
+    (root / "app/run.sh").chmod(0o755)
+    (root / "etc/app.conf").write_bytes(b"x=1\n")
+    (root / "usr/share/doc/big/manual.txt").write_bytes(b"m" * 100_000)
+    (root / "var/lib/dpkg/status").write_bytes(
+        b"Package: dash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 0.5\n\n"
+        b"Package: bigdoc\nStatus: install ok installed\nArchitecture: all\nVersion: 1\n")
+    (root / "var/lib/dpkg/info/dash.list").write_bytes(b"/bin\n/bin/dash\n/bin/sh\n")
+    (root / "var/lib/dpkg/info/bigdoc.list").write_bytes(b"/usr/share/doc/big/manual.txt\n")
+    return root
+
+
+def test_slim_writes_lists_and_prints_the_view(rootfs: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    report = write_report(tmp_path / "r.json", {"/app/run.sh": ["exec", "read"],
+                                                "/etc/app.conf": ["read"],
+                                                "/etc/missing.conf": ["stat"]})
+    out = tmp_path / "out"
+    assert main(["slim", "--image", str(rootfs), "--report", str(report),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    keep = (out / "keep.txt").read_text().split()
+    for path in ("/app/run.sh", "/bin", "/usr/bin/sh", "/usr/bin/dash", "/lib64", "/lib",
+                 "/usr/lib64/ld-linux-x86-64.so.2",
+                 "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "/etc/app.conf"):
+        assert path in keep, path
+    remove = (out / "remove.txt").read_text().split()
+    assert "/usr/share/doc/big/manual.txt" in remove and not set(keep) & set(remove)
+    include = (out / "slim-include-paths.txt").read_text().splitlines()
+    assert all(line.startswith("/") for line in include) and "/usr/bin" in include  # complete
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reported_missing_from_image"] == 1
+    assert 0 < summary["bytes_after"] < summary["bytes_before"]
+    assert "kept" in printed and "x smaller" in printed
+    assert "/usr/share/doc" in printed.split("removable by directory")[1]
+    packages = printed.split("packages (dpkg)")[1]
+    assert packages.startswith(": 1 used, 1 unused of 2")
+    assert packages.index("dash") < packages.index("unused,") < packages.index("bigdoc")
+    assert not (out / "rootfs").exists()
+
+
+def test_slim_merges_reports_and_takes_includes(rootfs: Path, tmp_path: Path) -> None:
+    first = write_report(tmp_path / "a.json", {"/etc/app.conf": ["read"]})
+    second = write_report(tmp_path / "b.json", {"/app/run.sh": ["exec"]})
+    includes = tmp_path / "includes"
+    includes.write_text("# docs stay\n/usr/share/doc/big\n\n")
+    out = tmp_path / "out"
+    assert main(["slim", "--image", str(rootfs), "--report", str(first), "--report",
+                 str(second), "--include-file", str(includes), "--include", "/lib/x86_64*",
+                 "--out", str(out), "--rootfs"]) == 0
+    keep = (out / "keep.txt").read_text().split()
+    assert {"/etc/app.conf", "/usr/bin/dash", "/usr/share/doc/big/manual.txt"} <= set(keep)
+    assert (out / "rootfs/usr/bin/dash").read_bytes().startswith(b"\x7fELF")
+    assert (out / "rootfs.tar").stat().st_size > 100_000
+
+
+def test_slim_from_a_layered_image(tmp_path: Path) -> None:
+    layer = layer_tar([("etc", "dir", None), ("etc/a", "file", b"a"), ("etc/b", "file", b"b")])
+    report = write_report(tmp_path / "r.json", {"/etc/a": ["read"]})
+    for image in (docker_save_tar(tmp_path / "d.tar", [layer]),
+                  oci_tar(tmp_path / "o.tar", [layer])):
+        out = tmp_path / f"out-{image.stem}"
+        assert main(["slim", "--image", str(image), "--report", str(report),
+                     "--out", str(out), "--rootfs"]) == 0
+        assert (out / "rootfs/etc/a").read_bytes() == b"a"
+        assert not (out / "rootfs/etc/b").exists()
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("snoop slim: error: "), err
+    return err
+
+
+def test_bad_input_is_one_line_and_exit_2(rootfs: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    report = write_report(tmp_path / "r.json", {"/etc/app.conf": ["read"]})
+    out = str(tmp_path / "out")
+    evil = docker_save_tar(tmp_path / "evil.tar",
+                           [layer_tar([("etc", "dir", None), ("../../etc/cron.d/x", "file", b"")])])
+    assert "escapes the image root" in one_line_error(
+        capsys, ["slim", "--image", str(evil), "--report", str(report), "--out", out])
+    assert not os.path.exists(out)
+    assert "cannot read image" in one_line_error(
+        capsys, ["slim", "--image", str(tmp_path / "nope"), "--report", str(report),
+                 "--out", out])
+    not_report = tmp_path / "not-a-report.json"
+    not_report.write_text('{"hello": 1}')
+    assert "not a Snoop report" in one_line_error(
+        capsys, ["slim", "--image", str(rootfs), "--report", str(not_report), "--out", out])
+    assert "cannot read" in one_line_error(
+        capsys, ["slim", "--image", str(rootfs), "--report", str(report), "--out", out,
+                 "--include-file", str(tmp_path / "nope")])
+    assert "absolute" in one_line_error(
+        capsys, ["slim", "--image", str(rootfs), "--report", str(report), "--out", out,
+                 "--include", "etc/app.conf"])
+    (tmp_path / "full/rootfs").mkdir(parents=True)
+    (tmp_path / "full/rootfs/x").write_text("")
+    assert "not empty" in one_line_error(
+        capsys, ["slim", "--image", str(rootfs), "--report", str(report), "--out",
+                 str(tmp_path / "full"), "--rootfs"])
