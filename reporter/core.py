@@ -1,0 +1,172 @@
+"""The reporter's logic, without sockets: apply FileUpdates, run write rounds, and say
+which tracer messages are persisted.
+
+A write round writes every changed report, then the state file (persisted seq ranges
+and reporter-wide counters). Only when all of that succeeded do the covers received so
+far become persisted, and a Checkpoint may say so. A failed write is counted and logged
+once; the reports on disk stay as they were (atomic rename), the changes stay pending,
+and the next round retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from snoop.common.config import Config
+from snoop.common.protocol import Checkpoint, FileUpdates, Header
+from snoop.reporter.checkpoints import Checkpoints
+from snoop.reporter.push import Pusher
+from snoop.reporter.store import Identity, ReportStore
+from snoop.reporter.writer import ReportFiles
+
+log = logging.getLogger("snoop.reporter")
+
+STATE_SCHEMA = 1
+MAX_PROCESSORS = 1024
+
+
+@dataclass
+class ReporterCounts:
+    updates: int = 0
+    invalid: int = 0  # malformed messages this reporter dropped itself
+    gaps: int = 0  # FileUpdates missing from a processor's seq numbering
+    writes: int = 0  # report files written
+    write_errors: int = 0  # write rounds that failed
+    checkpoints: int = 0
+    last_write_at: float = 0.0
+
+
+class Reporter:
+    def __init__(self, config: Config, files: ReportFiles, sender_id: str, *,
+                 pusher: Pusher | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.files = files
+        self.sender_id = sender_id
+        self.pusher = pusher
+        self._clock = clock
+        self.store = ReportStore(Identity.from_config(config), sidecar=files.sidecar,
+                                 max_unique_files=config.max_unique_files, clock=clock)
+        self.checkpoints = Checkpoints(clock=clock)
+        self.counts = ReporterCounts()
+        self.last_write_ok: bool | None = None
+        self.state_dirty = False
+        self.lock = threading.Lock()
+        self._seq = 0
+        self._processor_seq: dict[str, int] = {}
+
+    # ------------------------------------------------------------ start
+
+    def load(self) -> None:
+        """Pick up reports and state from disk: weeks of observation survive restarts."""
+        self.files.prepare()
+        for key, report in self.files.load_reports():
+            self.store.adopt(key, report)
+        state = self.files.load_state()
+        if state is not None:
+            try:
+                if state.get("schema") != STATE_SCHEMA:
+                    raise ValueError(f"state schema {state.get('schema')!r}, "
+                                     f"expected {STATE_SCHEMA}")
+                self.checkpoints.load_json(state.get("persisted", {}))
+                self.store.load_state(state)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                self.files.move_state_aside(f"malformed state file: {exc}")
+                self.checkpoints.persisted.clear()
+                self.store.tracers.maxima.clear()
+        self.store.settle_counters()
+        log.info("reports loaded", extra={
+            "reports": len(self.store.reports),
+            "files": sum(len(r.files) for r in self.store.reports.values()),
+            "tracers_persisted": len(self.checkpoints.persisted),
+            "corrupt_moved": self.files.corrupt_moved})
+
+    # ------------------------------------------------------------ input
+
+    def apply(self, updates: FileUpdates) -> None:
+        with self.lock:
+            self.counts.updates += 1
+            sender, seq = updates.header.sender, updates.header.seq
+            last = self._processor_seq.pop(sender, None)
+            if last is not None and seq > last + 1:
+                self.counts.gaps += seq - last - 1
+                self.store.count_lost(gaps=seq - last - 1)
+            self._processor_seq[sender] = seq if last is None else max(last, seq)
+            if len(self._processor_seq) > MAX_PROCESSORS:
+                del self._processor_seq[next(iter(self._processor_seq))]
+            self.store.apply(updates)
+            self.checkpoints.receive(updates.covers)
+            if updates.tracer_stats or updates.covers:
+                self.state_dirty = True
+
+    def note_invalid(self, total_invalid: int) -> None:
+        with self.lock:
+            delta = total_invalid - self.counts.invalid
+            if delta > 0:
+                self.counts.invalid = total_invalid
+                self.store.count_lost(invalid=delta)
+
+    # ------------------------------------------------------------ output
+
+    def pending(self) -> bool:
+        return bool(self.store.dirty or self.checkpoints.received or self.state_dirty)
+
+    def write_round(self) -> bool | None:
+        """Write what changed. True: all on disk; False: failed (retry later); None: idle."""
+        with self.lock:
+            if not self.pending():
+                return None
+            taken = self.checkpoints.take_received()
+            written: list[tuple[str, str]] = []
+            error: tuple[str, OSError] | None = None
+            for key in sorted(self.store.dirty):
+                text = self.store.render(key)
+                try:
+                    self.files.write_report(key, text)
+                except OSError as exc:
+                    error = (self.files.path_for(key), exc)
+                    break
+                self.store.dirty.discard(key)
+                written.append((key, text))
+                self.counts.writes += 1
+            if error is None:
+                persisted = self.checkpoints.preview(taken)
+                state = {"schema": STATE_SCHEMA,
+                         "persisted": Checkpoints.to_json(persisted, self.checkpoints.last_seen),
+                         **self.store.state_json()}
+                try:
+                    self.files.write_state(state)
+                except OSError as exc:
+                    error = (self.files.state_path, exc)
+            if error is not None:
+                self.checkpoints.restore(taken)
+                self.counts.write_errors += 1
+                self.last_write_ok = False
+                path, exc = error
+                log.error("report write failed; previous report kept, retrying next interval",
+                          extra={"path": path, "errno": exc.errno, "error": exc.strerror or
+                                 str(exc), "reports_pending": len(self.store.dirty)})
+            else:
+                self.checkpoints.commit(taken)
+                self.state_dirty = False
+                if self.last_write_ok is False:
+                    log.info("report writes succeed again")
+                self.last_write_ok = True
+                self.counts.last_write_at = self._clock()
+            names = [(self.store.reports[key].workload or key, text) for key, text in written]
+        if self.pusher is not None:
+            for name, text in names:
+                self.pusher.submit(name, text)
+        return error is None
+
+    def checkpoint(self) -> Checkpoint:
+        with self.lock:
+            self._seq += 1
+            self.counts.checkpoints += 1
+            return Checkpoint(Header(self.sender_id, self._seq),
+                              self.checkpoints.persisted_ranges())
+
+    def ready(self) -> bool:
+        return self.last_write_ok is not False

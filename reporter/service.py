@@ -1,0 +1,142 @@
+"""The reporter process: sockets, the receive/write/publish loop and an orderly stop.
+
+Loop: apply FileUpdates as they come; every report interval run a write round and, when
+it succeeded, publish a Checkpoint; re-publish the checkpoint every second for tracers
+that subscribed late. On stop: apply what is waiting, write, publish a final checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from snoop.common.config import Config
+from snoop.common.health import HealthServer
+from snoop.common.protocol import FileUpdates, MessageType
+from snoop.common.transport import Receiver, Security, Sender, TransportError, new_context
+from snoop.reporter import metrics
+from snoop.reporter.core import Reporter
+from snoop.reporter.push import Pusher
+from snoop.reporter.writer import ReportFiles
+
+log = logging.getLogger("snoop.reporter")
+
+PUBLISH_EVERY = 1.0
+DRAIN_FOR = 1.5
+PUSH_GRACE = 1.5
+
+
+def security(config: Config) -> Security:
+    return Security(secret_key_file=config.curve_secret_key,
+                    server_key_file=config.curve_server_key,
+                    allowed_keys_dir=config.curve_allowed_keys,
+                    insecure_tcp=config.insecure_tcp)
+
+
+def new_sender_id() -> str:
+    return f"reporter/{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | None = None,
+          clock: Callable[[], float] = time.monotonic) -> int:
+    """Run until `stop` is set; 0 on a clean stop, 1 when setup fails."""
+    registry = registry or CollectorRegistry()
+    pusher = Pusher(config.api_endpoint, config.api_token) if config.api_endpoint else None
+    reporter = Reporter(config, ReportFiles(config.report_path, config.report_dir),
+                        new_sender_id(), pusher=pusher)
+    try:
+        reporter.load()
+    except OSError as exc:
+        log.error("cannot use the report location", extra={"error": str(exc)})
+        return 1
+    metrics.register(registry, reporter)
+    bound = threading.Event()
+    try:
+        health = HealthServer(config.metrics_addr, registry,
+                              lambda: bound.is_set() and reporter.ready()).start()
+    except OSError as exc:
+        log.error("cannot serve metrics", extra={"addr": config.metrics_addr, "error": str(exc)})
+        return 1
+    context = new_context()
+    sockets: list = []
+    try:
+        receiver = Receiver(context, config.endpoint("updates"), (MessageType.FILE_UPDATES,),
+                            bind=True, security=security(config))
+        sockets.append(receiver)
+        publisher = Sender(context, config.endpoint("checkpoint"), bind=True, publish=True,
+                           security=security(config))
+        sockets.append(publisher)
+    except TransportError as exc:
+        log.error("cannot bind", extra={"error": str(exc)})
+        for sock in sockets:
+            sock.close(linger=0)
+        context.term()
+        health.stop()
+        return 1
+    if pusher is not None:
+        pusher.start()
+    bound.set()
+    log.info("reporter ready", extra={
+        "updates": receiver.endpoint, "checkpoint": publisher.endpoint,
+        "metrics_port": health.port, "sender": reporter.sender_id,
+        "report": config.report_dir or config.report_path})
+    try:
+        _loop(reporter, receiver, publisher, stop, config.report_interval, clock)
+        _finish(reporter, receiver, publisher, clock)
+    finally:
+        receiver.close(linger=0)
+        publisher.close(linger=500)
+        context.term()
+        if pusher is not None:
+            pusher.stop(PUSH_GRACE)
+        health.stop()
+    return 0
+
+
+def _apply(reporter: Reporter, receiver: Receiver, first: object) -> None:
+    for message in [first, *receiver.recv_all(limit=1000)]:
+        if isinstance(message, FileUpdates):
+            reporter.apply(message)
+    reporter.note_invalid(receiver.invalid)
+
+
+def _loop(reporter: Reporter, receiver: Receiver, publisher: Sender, stop: threading.Event,
+          interval: float, clock: Callable[[], float]) -> None:
+    next_write = clock() + interval
+    next_publish = clock()
+    while not stop.is_set():
+        wait = min(next_write, next_publish) - clock()
+        message = receiver.recv(timeout=max(0.0, min(wait, 0.1)))
+        if message is not None:
+            _apply(reporter, receiver, message)
+        reporter.note_invalid(receiver.invalid)
+        now = clock()
+        if now >= next_write:
+            next_write = now + interval
+            if reporter.write_round():
+                next_publish = now  # tell tracers at once
+        if now >= next_publish:
+            publisher.send(reporter.checkpoint())
+            next_publish = now + PUBLISH_EVERY
+
+
+def _finish(reporter: Reporter, receiver: Receiver, publisher: Sender,
+            clock: Callable[[], float]) -> None:
+    started = clock()
+    while clock() - started < DRAIN_FOR:
+        message = receiver.recv(timeout=0.05)
+        if message is None:
+            break
+        _apply(reporter, receiver, message)
+    ok = reporter.write_round()
+    publisher.send(reporter.checkpoint())
+    log.info("reporter stopped", extra={"final_write": {True: "ok", False: "failed",
+                                                        None: "nothing to write"}[ok],
+                                        "updates": reporter.counts.updates})

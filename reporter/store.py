@@ -1,0 +1,244 @@
+"""The reporter's in-memory reports: FileUpdates folded in, counters kept, changes tracked.
+
+Layout: in sidecar mode every workload folds into one report (key ""); in node mode
+each workload key has its own report. Per-report counters: files, total_events,
+unresolved_paths, unique_file_cap_hits. Reporter-wide counters, written into every
+report because nobody can tell whose events were lost: kernel_dropped, read_failures
+and pending_dropped (cumulative per tracer sender, so the max per sender, summed over
+senders), message_gaps and invalid_messages (between processes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from snoop.common.config import Config
+from snoop.common.protocol import FileUpdates, TracerStats, Workload
+from snoop.common.report import Report
+
+TRACER_FIELDS = ("kernel_dropped", "read_failures", "pending_dropped")
+MAX_TRACERS = 4096
+FORGET_TRACER_AFTER = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the deployment says about the workload; copied into every report."""
+
+    image_ref: str = ""
+    image_digest: str = ""
+    pod_name: str = ""
+    namespace: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Identity:
+        return cls(config.image_ref, config.image_digest, config.pod_name, config.namespace,
+                   dict(config.labels))
+
+
+class TracerCounters:
+    """Cumulative tracer counters: the max seen per sender, summed over senders.
+
+    Senders silent for `forget_after` seconds (or beyond `max_senders`) are folded into
+    `retired`, so totals never go backwards.
+    """
+
+    def __init__(self, *, max_senders: int = MAX_TRACERS,
+                 forget_after: float = FORGET_TRACER_AFTER) -> None:
+        self.max_senders = max_senders
+        self.forget_after = forget_after
+        self.maxima: dict[str, list[int]] = {}
+        self.last_seen: dict[str, float] = {}
+        self.retired = [0, 0, 0]
+
+    def update(self, stats: TracerStats, now: float) -> bool:
+        """Fold one stats message in; True when a total changed."""
+        sender = stats.header.sender
+        values = [stats.kernel_dropped, stats.read_failures, stats.pending_dropped]
+        current = self.maxima.get(sender)
+        self.last_seen[sender] = now
+        if current is None:
+            self.maxima[sender] = values
+            self._bound(now)
+            return any(values)
+        merged = [max(a, b) for a, b in zip(current, values, strict=True)]
+        self.maxima[sender] = merged
+        return merged != current
+
+    def _bound(self, now: float) -> None:
+        stale = [s for s, t in self.last_seen.items() if now - t > self.forget_after]
+        if len(self.maxima) - len(stale) > self.max_senders:
+            by_age = sorted(self.last_seen, key=self.last_seen.__getitem__)
+            stale = by_age[: len(self.maxima) - self.max_senders]
+        for sender in stale:
+            values = self.maxima.pop(sender, [0, 0, 0])
+            self.retired = [a + b for a, b in zip(self.retired, values, strict=True)]
+            self.last_seen.pop(sender, None)
+
+    def totals(self) -> dict[str, int]:
+        sums = list(self.retired)
+        for values in self.maxima.values():
+            sums = [a + b for a, b in zip(sums, values, strict=True)]
+        return dict(zip(TRACER_FIELDS, sums, strict=True))
+
+    def raise_floor(self, floor: Mapping[str, int]) -> None:
+        """Totals are at least `floor` (what reports on disk already say)."""
+        totals = self.totals()
+        self.retired = [r + max(0, floor.get(name, 0) - totals[name])
+                        for r, name in zip(self.retired, TRACER_FIELDS, strict=True)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "senders": {s: {"counters": dict(zip(TRACER_FIELDS, v, strict=True)),
+                            "last_seen": self.last_seen.get(s, 0.0)}
+                        for s, v in self.maxima.items()},
+            "retired": dict(zip(TRACER_FIELDS, self.retired, strict=True)),
+        }
+
+    def load_json(self, data: Any) -> None:
+        if not isinstance(data, dict) or not isinstance(data.get("senders", {}), dict):
+            raise ValueError("tracers: expected an object with 'senders'")
+        maxima, last_seen = {}, {}
+        for sender, entry in data.get("senders", {}).items():
+            counters = entry["counters"]
+            maxima[str(sender)] = [_count(counters.get(name, 0), name) for name in TRACER_FIELDS]
+            last_seen[str(sender)] = float(entry.get("last_seen", 0.0))
+        retired = data.get("retired", {})
+        self.maxima, self.last_seen = maxima, last_seen
+        self.retired = [_count(retired.get(name, 0), name) for name in TRACER_FIELDS]
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: expected a count, got {value!r}")
+    return value
+
+
+class ReportStore:
+    def __init__(self, identity: Identity, *, sidecar: bool, max_unique_files: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.identity = identity
+        self.sidecar = sidecar
+        self.max_unique_files = max_unique_files
+        self._clock = clock
+        self.reports: dict[str, Report] = {}
+        self.dirty: set[str] = set()
+        self.tracers = TracerCounters()
+        self.message_gaps = 0
+        self.invalid_messages = 0
+
+    def key_for(self, workload_key: str) -> str:
+        return "" if self.sidecar else workload_key
+
+    def _report(self, key: str, workload: Workload | None, now: float) -> Report:
+        report = self.reports.get(key)
+        if report is None:
+            report = self.reports[key] = Report(started_at=now, last_updated_at=now)
+            self.dirty.add(key)
+        if workload is not None:
+            # Sidecar mode: the first workload names the report; others fill gaps only.
+            for name in ("container_id", "cgroup_path"):
+                if not getattr(report, name) and getattr(workload, name):
+                    setattr(report, name, getattr(workload, name))
+                    self.dirty.add(key)
+            if not report.workload:
+                report.workload = workload.key
+                self.dirty.add(key)
+        return report
+
+    def adopt(self, key: str, report: Report) -> None:
+        """A report loaded from disk; two files for one key are merged."""
+        if key in self.reports:
+            self.reports[key].merge(report)
+            self.dirty.add(key)
+        else:
+            self.reports[key] = report
+
+    def apply(self, updates: FileUpdates) -> None:
+        now = self._clock()
+        for update in updates.updates:
+            key = self.key_for(update.workload.key)
+            report = self._report(key, update.workload, now)
+            changed = False
+            files = report.files
+            for seen in update.files:
+                if seen.path in files or len(files) < self.max_unique_files:
+                    changed |= report.add_file(seen.path, seen.kinds, seen.first_seen,
+                                               seen.last_seen)
+                else:
+                    report.coverage.unique_file_cap_hits += 1
+                    changed = True
+            if update.total_events or update.unresolved:
+                report.total_events += update.total_events
+                report.coverage.unresolved_paths += update.unresolved
+                changed = True
+            if changed:
+                report.last_updated_at = now
+                self.dirty.add(key)
+        if self.sidecar and (updates.tracer_stats or updates.gaps or updates.invalid_messages):
+            self._report("", None, now)
+        global_change = False
+        for stats in updates.tracer_stats:
+            global_change |= self.tracers.update(stats, now)
+        if updates.gaps or updates.invalid_messages:
+            self.message_gaps += updates.gaps
+            self.invalid_messages += updates.invalid_messages
+            global_change = True
+        if global_change:
+            self._all_changed(now)
+
+    def count_lost(self, gaps: int = 0, invalid: int = 0) -> None:
+        """Messages the reporter itself saw missing or malformed."""
+        if gaps or invalid:
+            self.message_gaps += gaps
+            self.invalid_messages += invalid
+            self._all_changed(self._clock())
+
+    def _all_changed(self, now: float) -> None:
+        for key, report in self.reports.items():
+            report.last_updated_at = now
+            self.dirty.add(key)
+
+    def render(self, key: str) -> str:
+        """The report's JSON, with identity and reporter-wide counters filled in."""
+        report = self.reports[key]
+        ident = self.identity
+        for name in ("image_ref", "image_digest", "pod_name", "namespace"):
+            if getattr(ident, name):
+                setattr(report, name, getattr(ident, name))
+        report.labels = {**report.labels, **ident.labels}
+        coverage = report.coverage
+        for name, value in self.tracers.totals().items():
+            setattr(coverage, name, value)
+        coverage.message_gaps = self.message_gaps
+        coverage.invalid_messages = self.invalid_messages
+        return report.dumps()
+
+    # ------------------------------------------------------------ state file
+
+    def state_json(self) -> dict[str, Any]:
+        return {"tracers": self.tracers.to_json(), "message_gaps": self.message_gaps,
+                "invalid_messages": self.invalid_messages}
+
+    def load_state(self, data: Mapping[str, Any]) -> None:
+        self.tracers.load_json(data.get("tracers", {}))
+        self.message_gaps = _count(data.get("message_gaps", 0), "message_gaps")
+        self.invalid_messages = _count(data.get("invalid_messages", 0), "invalid_messages")
+
+    def settle_counters(self) -> None:
+        """After loading: reporter-wide counters are never below what a report says."""
+        floor = {name: 0 for name in TRACER_FIELDS}
+        for report in self.reports.values():
+            for name in TRACER_FIELDS:
+                floor[name] = max(floor[name], getattr(report.coverage, name))
+            self.message_gaps = max(self.message_gaps, report.coverage.message_gaps)
+            self.invalid_messages = max(self.invalid_messages, report.coverage.invalid_messages)
+        self.tracers.raise_floor(floor)
+
+    def unique_files(self) -> dict[str, int]:
+        return {report.workload or key: len(report.files)
+                for key, report in list(self.reports.items())}

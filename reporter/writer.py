@@ -1,0 +1,141 @@
+"""Reports on disk: where each one lives, loading them at start, writing them atomically.
+
+Layout:
+- sidecar mode (`SNOOP_REPORT_DIR` empty): one report at `SNOOP_REPORT_PATH`, and the
+  state file `.NAME.state.json` beside it;
+- node mode (`SNOOP_REPORT_DIR` set): one `<name>.json` per workload in that directory,
+  and the state file `.snoop-reporter-state.json`. `<name>` is the workload key when it
+  is made only of `A-Za-z0-9._-` (container ids are), does not start with `.` and is at
+  most 128 characters; otherwise it is the key with every other character replaced by
+  `_`, cut to 100 characters, then `-` and the first 12 hex digits of the key's SHA-256
+  (`/system.slice/cron.service` -> `system.slice_cron.service-<hash>.json`). The key
+  itself is inside the report (`workload`), which is what loading trusts.
+
+A file that cannot be parsed at start is renamed `NAME.corrupt-<UTC time>` (never
+deleted) and its workload starts fresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+
+from snoop.common.report import Report, ReportError, load_report, write_atomically
+
+log = logging.getLogger("snoop.reporter")
+
+DIR_STATE_NAME = ".snoop-reporter-state.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def report_filename(key: str) -> str:
+    """A filesystem-safe, collision-resistant file name for a workload key."""
+    if key and not _UNSAFE.search(key) and not key.startswith(".") and len(key) <= 128:
+        return f"{key}.json"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    safe = _UNSAFE.sub("_", key).strip("._")[:100] or "workload"
+    return f"{safe}-{digest}.json"
+
+
+class ReportFiles:
+    def __init__(self, report_path: str, report_dir: str = "", *,
+                 write: Callable[[str, str], None] = write_atomically,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.sidecar = not report_dir
+        self.report_path = report_path
+        self.report_dir = report_dir
+        self._write = write
+        self._wall = wall
+        if self.sidecar:
+            directory, name = os.path.split(os.path.abspath(report_path))
+            self.directory = directory
+            self.state_path = os.path.join(directory, f".{name}.state.json")
+        else:
+            self.directory = report_dir
+            self.state_path = os.path.join(report_dir, DIR_STATE_NAME)
+        self.corrupt_moved = 0
+
+    def path_for(self, key: str) -> str:
+        if self.sidecar:
+            return self.report_path
+        return os.path.join(self.report_dir, report_filename(key))
+
+    def prepare(self) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+
+    def write_report(self, key: str, text: str) -> None:
+        self._write(self.path_for(key), text)
+
+    def write_state(self, state: dict) -> None:
+        self._write(self.state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+    # ------------------------------------------------------------ loading
+
+    def load_reports(self) -> list[tuple[str, Report]]:
+        """(key, report) for every report on disk; corrupt ones are moved aside."""
+        if self.sidecar:
+            paths = [self.report_path] if os.path.exists(self.report_path) else []
+        else:
+            try:
+                names = sorted(os.listdir(self.report_dir))
+            except FileNotFoundError:
+                names = []
+            paths = [os.path.join(self.report_dir, n) for n in names
+                     if n.endswith(".json") and not n.startswith(".")]
+        loaded = []
+        for path in paths:
+            try:
+                report = load_report(path)
+            except ReportError as exc:
+                self._move_aside(path, str(exc))
+                continue
+            if self.sidecar:
+                key = ""
+            else:
+                key = report.workload or os.path.basename(path)[: -len(".json")]
+                report.workload = key
+                if self.path_for(key) != path:
+                    log.warning("report file name does not match its workload; it will be "
+                                "written under the expected name",
+                                extra={"path": path, "expected": self.path_for(key)})
+            loaded.append((key, report))
+        return loaded
+
+    def load_state(self) -> dict | None:
+        try:
+            with open(self.state_path, "rb") as handle:
+                data = json.loads(handle.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            self._move_aside(self.state_path, f"unreadable state file: {exc}")
+            return None
+        if not isinstance(data, dict):
+            self._move_aside(self.state_path, "state file is not a JSON object")
+            return None
+        return data
+
+    def move_state_aside(self, reason: str) -> None:
+        self._move_aside(self.state_path, reason)
+
+    def _move_aside(self, path: str, reason: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._wall()))
+        target = f"{path}.corrupt-{stamp}"
+        n = 0
+        while os.path.exists(target):
+            n += 1
+            target = f"{path}.corrupt-{stamp}-{n}"
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            log.error("corrupt file could not be moved aside; leaving it and starting fresh",
+                      extra={"path": path, "reason": reason, "error": str(exc)})
+            return
+        self.corrupt_moved += 1
+        log.error("corrupt file moved aside; starting fresh for it",
+                  extra={"path": path, "moved_to": target, "reason": reason})

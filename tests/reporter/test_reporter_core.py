@@ -1,0 +1,235 @@
+"""Write rounds, checkpoints, restarts and write failures, on real files."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from snoop.common.config import Config
+from snoop.common.protocol import (
+    AccessKind,
+    FileSeen,
+    FileUpdates,
+    Header,
+    TracerStats,
+    Workload,
+    WorkloadUpdate,
+    kinds_mask,
+)
+from snoop.common.report import load_report, write_atomically
+from snoop.reporter.core import Reporter
+from snoop.reporter.writer import ReportFiles, report_filename
+
+W1 = Workload("c1", "/docker/c1", "c1")
+W2 = Workload("/system.slice/cron.service", "/system.slice/cron.service", "")
+READ = kinds_mask(AccessKind.READ)
+
+
+def fu(seq: int, covers: dict, *parts: tuple[Workload, list[bytes]], stats=()) -> FileUpdates:
+    return FileUpdates(
+        Header("proc", seq),
+        tuple(WorkloadUpdate(w, tuple(FileSeen(p, READ, 100.0, 100.0) for p in paths), len(paths))
+              for w, paths in parts),
+        covers=covers, tracer_stats=tuple(stats))
+
+
+def make(tmp_path: Path, *, node: bool = False, write=write_atomically, **config) -> Reporter:
+    files = ReportFiles(str(tmp_path / "report.json"), str(tmp_path / "reports") if node else "",
+                        write=write, wall=lambda: 1_700_000_000.0)
+    reporter = Reporter(Config(**config), files, "rep-1", clock=lambda: 1_700_000_000.0)
+    reporter.load()
+    return reporter
+
+
+class FailingWrite:
+    """write_atomically, except for paths chosen to fail with `error`."""
+
+    def __init__(self, error: int = errno.ENOSPC, match: str = "") -> None:
+        self.error = error
+        self.match = match
+        self.failing = True
+
+    def __call__(self, path: str, text: str) -> None:
+        if self.failing and self.match in path:
+            raise OSError(self.error, os.strerror(self.error), path)
+        write_atomically(path, text)
+
+
+def test_filenames_are_safe_and_distinct() -> None:
+    cid = "a" * 64
+    assert report_filename(cid) == cid + ".json"
+    names = {report_filename(k) for k in ("/a/b", "/a_b", "a/b", "/a/b/", "..", ".hidden", "",
+                                          "x" * 300, "x" * 301, "caf\udce9")}
+    assert len(names) == 10
+    for name in names:
+        assert "/" not in name and not name.startswith(".") and len(name) < 140
+    assert report_filename("/system.slice/cron.service").startswith("system.slice_cron.service-")
+
+
+def test_round_writes_report_state_and_checkpoint(tmp_path: Path) -> None:
+    r = make(tmp_path, image_ref="app:1")
+    assert r.write_round() is None  # nothing to do
+    r.apply(fu(1, {"t1": ((1, 2),)}, (W1, [b"/etc/passwd", b"/bin/sh"])))
+    assert r.checkpoint().persisted == {}  # applied, not yet on disk
+    assert r.write_round() is True
+    report = load_report(tmp_path / "report.json")
+    assert set(report.files) == {b"/etc/passwd", b"/bin/sh"}
+    assert report.image_ref == "app:1" and report.total_events == 2
+    assert r.checkpoint().persisted == {"t1": ((1, 2),)}
+    assert (tmp_path / ".report.json.state.json").exists()
+    assert r.write_round() is None  # unchanged: no write
+    assert r.counts.writes == 1
+
+
+def test_injected_enospc_keeps_old_report_and_holds_the_checkpoint(tmp_path: Path) -> None:
+    write = FailingWrite(errno.ENOSPC)
+    write.failing = False
+    r = make(tmp_path, write=write)
+    r.apply(fu(1, {"t1": ((1, 1),)}, (W1, [b"/a"])))
+    assert r.write_round() is True
+    before = (tmp_path / "report.json").read_bytes()
+    write.failing = True
+    r.apply(fu(2, {"t1": ((2, 2),)}, (W1, [b"/b"])))
+    assert r.write_round() is False
+    assert r.write_round() is False  # retried next interval, still failing, no crash
+    assert (tmp_path / "report.json").read_bytes() == before
+    assert r.counts.write_errors == 2 and not r.ready()
+    assert r.checkpoint().persisted == {"t1": ((1, 1),)}
+    write.failing = False
+    assert r.write_round() is True and r.ready()
+    assert set(load_report(tmp_path / "report.json").files) == {b"/a", b"/b"}
+    assert r.checkpoint().persisted == {"t1": ((1, 2),)}
+
+
+def test_state_write_failure_holds_the_checkpoint(tmp_path: Path) -> None:
+    write = FailingWrite(errno.EACCES, match=".state.json")
+    r = make(tmp_path, write=write)
+    r.apply(fu(1, {"t1": ((1, 1),)}, (W1, [b"/a"])))
+    assert r.write_round() is False
+    assert r.checkpoint().persisted == {}
+    write.failing = False
+    assert r.write_round() is True
+    assert r.checkpoint().persisted == {"t1": ((1, 1),)}
+
+
+def test_node_mode_partial_failure_persists_nothing(tmp_path: Path) -> None:
+    write = FailingWrite(errno.EROFS, match="system.slice")
+    r = make(tmp_path, node=True, write=write)
+    r.apply(fu(1, {"t1": ((1, 1),)}, (W1, [b"/a"]), (W2, [b"/b"])))
+    assert r.write_round() is False
+    assert r.checkpoint().persisted == {}
+    write.failing = False
+    assert r.write_round() is True
+    assert r.checkpoint().persisted == {"t1": ((1, 1),)}
+    names = sorted(os.listdir(tmp_path / "reports"))
+    assert names == [".snoop-reporter-state.json", "c1.json", report_filename(W2.key)]
+    assert load_report(tmp_path / "reports" / report_filename(W2.key)).workload == W2.key
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "64k") -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                   check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_real_enospc_on_a_full_tmpfs(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small") as small:
+        r = make(small)
+        r.apply(fu(1, {"t1": ((1, 1),)}, (W1, [b"/a"])))
+        assert r.write_round() is True
+        before = (small / "report.json").read_bytes()
+        big = [b"/usr/lib/%0200d" % i for i in range(400)]  # ~150 KB of JSON > 64k
+        r.apply(fu(2, {"t1": ((2, 2),)}, (W1, big)))
+        assert r.write_round() is False
+        assert (small / "report.json").read_bytes() == before
+        assert sorted(os.listdir(small)) == [".report.json.state.json", "report.json"]
+        assert r.checkpoint().persisted == {"t1": ((1, 1),)}
+
+
+def test_read_only_filesystem_keeps_old_report(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", size="1m") as ro:
+        r = make(ro)
+        r.apply(fu(1, {"t1": ((1, 1),)}, (W1, [b"/a"])))
+        assert r.write_round() is True
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        r.apply(fu(2, {"t1": ((2, 2),)}, (W1, [b"/b"])))
+        assert r.write_round() is False
+        assert set(load_report(ro / "report.json").files) == {b"/a"}
+        subprocess.run(["mount", "-o", "remount,rw", str(ro)], check=True)
+        assert r.write_round() is True
+        assert set(load_report(ro / "report.json").files) == {b"/a", b"/b"}
+
+
+def test_restart_loads_reports_and_state(tmp_path: Path) -> None:
+    for node in (False, True):
+        base = tmp_path / ("node" if node else "side")
+        base.mkdir()
+        r = make(base, node=node)
+        r.apply(fu(1, {"t1": ((1, 3),)}, (W1, [b"/a"]),
+                   stats=[TracerStats(Header("t1", 3), 1.0, 4, 1, 0)]))
+        assert r.write_round() is True
+        again = make(base, node=node)
+        assert again.checkpoint().persisted == {"t1": ((1, 3),)}
+        assert again.store.tracers.totals()["kernel_dropped"] == 4
+        again.apply(fu(1, {"t1": ((4, 4),)}, (W1, [b"/b"])))
+        assert again.write_round() is True
+        key = "c1" if node else ""
+        path = again.files.path_for(key)
+        report = load_report(path)
+        assert set(report.files) == {b"/a", b"/b"}
+        assert report.coverage.kernel_dropped == 4 and report.total_events == 2
+        assert again.checkpoint().persisted == {"t1": ((1, 4),)}
+
+
+def test_corrupt_report_is_moved_aside_and_started_fresh(tmp_path: Path) -> None:
+    (tmp_path / "report.json").write_text('{"files": [truncated')
+    r = make(tmp_path)
+    assert r.store.reports == {}
+    aside = [n for n in os.listdir(tmp_path) if n.startswith("report.json.corrupt-")]
+    assert aside == ["report.json.corrupt-20231114T221320Z"]
+    assert (tmp_path / aside[0]).read_text() == '{"files": [truncated'
+    r.apply(fu(1, {}, (W1, [b"/a"])))
+    assert r.write_round() is True
+    assert set(load_report(tmp_path / "report.json").files) == {b"/a"}
+
+
+def test_corrupt_report_in_node_mode_and_corrupt_state(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "c1.json").write_text("[]")
+    (reports / "c2.json").write_text(json.dumps({"workload": "c2", "files": ["/ok"]}))
+    (reports / ".snoop-reporter-state.json").write_text("{not json")
+    r = make(tmp_path, node=True)
+    assert set(r.store.reports) == {"c2"}
+    names = sorted(os.listdir(reports))
+    assert any(n.startswith("c1.json.corrupt-") for n in names)
+    assert any(n.startswith(".snoop-reporter-state.json.corrupt-") for n in names)
+    assert r.checkpoint().persisted == {}
+
+
+def test_non_utf8_path_survives_json_and_restart(tmp_path: Path) -> None:
+    odd = b"/data/caf\xe9/\xff\xfe\x80.bin"
+    r = make(tmp_path)
+    r.apply(fu(1, {}, (W1, [odd, b"/plain"])))
+    assert r.write_round() is True
+    text = (tmp_path / "report.json").read_text(encoding="utf-8")  # valid UTF-8 on disk
+    assert "\\udce9" in text
+    again = make(tmp_path)
+    assert set(again.store.reports[""].files) == {odd, b"/plain"}
+    again.apply(fu(1, {}, (W1, [b"/x"])))
+    assert again.write_round() is True
+    assert odd in load_report(tmp_path / "report.json").files

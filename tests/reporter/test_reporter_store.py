@@ -1,0 +1,140 @@
+import json
+
+from snoop.common.config import Config
+from snoop.common.protocol import (
+    AccessKind,
+    FileSeen,
+    FileUpdates,
+    Header,
+    TracerStats,
+    Workload,
+    WorkloadUpdate,
+    kinds_mask,
+)
+from snoop.common.report import Report
+from snoop.reporter.store import Identity, ReportStore
+
+W1 = Workload("c1", "/docker/c1", "c1")
+W2 = Workload("c2", "/docker/c2", "c2")
+READ = kinds_mask(AccessKind.READ)
+EXEC = kinds_mask(AccessKind.EXEC)
+
+
+def update(seq: int, *parts, stats=(), gaps: int = 0, invalid: int = 0) -> FileUpdates:
+    return FileUpdates(Header("proc", seq), tuple(parts), covers={}, tracer_stats=tuple(stats),
+                       gaps=gaps, invalid_messages=invalid)
+
+
+def part(workload: Workload, *files: tuple[bytes, int, float, float], events: int = 0,
+         unresolved: int = 0) -> WorkloadUpdate:
+    return WorkloadUpdate(workload, tuple(FileSeen(*f) for f in files), events, unresolved)
+
+
+def stats(sender: str, seq: int, kernel: int = 0, reads: int = 0, pending: int = 0):
+    return TracerStats(Header(sender, seq), 1.0, kernel, reads, 0, pending_dropped=pending)
+
+
+def store(sidecar: bool = False, cap: int = 100, **identity) -> ReportStore:
+    return ReportStore(Identity(**identity), sidecar=sidecar, max_unique_files=cap,
+                       clock=lambda: 5000.0)
+
+
+def test_files_merge_kinds_and_times() -> None:
+    s = store()
+    s.apply(update(1, part(W1, (b"/a", READ, 10.0, 10.0), events=3)))
+    s.apply(update(2, part(W1, (b"/a", EXEC, 5.0, 20.0), (b"/b", READ, 7.0, 7.0), events=2)))
+    report = s.reports["c1"]
+    assert report.files[b"/a"].kinds == READ | EXEC
+    assert (report.files[b"/a"].first_seen, report.files[b"/a"].last_seen) == (5.0, 20.0)
+    assert set(report.files) == {b"/a", b"/b"}
+    assert report.total_events == 5
+    assert (report.workload, report.container_id, report.cgroup_path) == \
+        ("c1", "c1", "/docker/c1")
+    assert s.dirty == {"c1"}
+
+
+def test_node_mode_keeps_workloads_apart_sidecar_merges_them() -> None:
+    node, side = store(), store(sidecar=True)
+    for s in (node, side):
+        s.apply(update(1, part(W1, (b"/a", READ, 1.0, 1.0)), part(W2, (b"/b", READ, 1.0, 1.0))))
+    assert {k: set(r.files) for k, r in node.reports.items()} == {"c1": {b"/a"}, "c2": {b"/b"}}
+    assert {k: set(r.files) for k, r in side.reports.items()} == {"": {b"/a", b"/b"}}
+    assert side.reports[""].workload == "c1"
+
+
+def test_unchanged_update_does_not_dirty() -> None:
+    s = store()
+    s.apply(update(1, part(W1, (b"/a", READ, 1.0, 1.0))))
+    s.dirty.clear()
+    s.apply(update(2, part(W1, (b"/a", READ, 1.0, 1.0))))
+    assert s.dirty == set()
+
+
+def test_tracer_counters_are_max_per_sender_summed_over_senders() -> None:
+    s = store(sidecar=True)
+    s.apply(update(1, stats=[stats("t1", 1, kernel=5, reads=1)]))
+    s.apply(update(2, stats=[stats("t1", 5, kernel=7, reads=1), stats("t2", 1, kernel=2)]))
+    s.apply(update(3, stats=[stats("t1", 3, kernel=6, reads=4, pending=1)]))  # late, older
+    assert s.tracers.totals() == {"kernel_dropped": 9, "read_failures": 4, "pending_dropped": 1}
+    s.render("")
+    coverage = s.reports[""].coverage
+    assert (coverage.kernel_dropped, coverage.read_failures, coverage.pending_dropped) == (9, 4, 1)
+    assert Report.from_json(json.loads(s.render(""))).dropped_events == 10
+
+
+def test_forgotten_tracers_still_count() -> None:
+    s = store(sidecar=True)
+    s.tracers.max_senders = 1
+    s.apply(update(1, stats=[stats("t1", 1, kernel=5)]))
+    s.apply(update(2, stats=[stats("t2", 1, kernel=2)]))
+    assert list(s.tracers.maxima) == ["t2"]
+    assert s.tracers.totals()["kernel_dropped"] == 7
+
+
+def test_gaps_invalid_and_unresolved_add_up() -> None:
+    s = store()
+    s.apply(update(1, part(W1, (b"x", READ, 1.0, 1.0), unresolved=1), gaps=2, invalid=1))
+    s.apply(update(2, part(W1, unresolved=2), gaps=1))
+    s.count_lost(gaps=1, invalid=4)
+    s.render("c1")
+    c = s.reports["c1"].coverage
+    assert (c.message_gaps, c.invalid_messages, c.unresolved_paths) == (4, 5, 3)
+
+
+def test_cap_counts_paths_not_kept() -> None:
+    s = store(cap=2)
+    s.apply(update(1, part(W1, *[(b"/%d" % i, READ, 1.0, 1.0) for i in range(4)])))
+    report = s.reports["c1"]
+    assert len(report.files) == 2
+    assert report.coverage.unique_file_cap_hits == 2
+    s.apply(update(2, part(W1, (b"/0", EXEC, 2.0, 2.0))))  # known paths still merge
+    assert report.files[b"/0"].kinds == READ | EXEC
+    assert report.coverage.unique_file_cap_hits == 2
+
+
+def test_identity_comes_from_config() -> None:
+    config = Config(image_ref="app:1", image_digest="sha256:ab", pod_name="p", namespace="ns",
+                    labels={"team": "x"})
+    s = ReportStore(Identity.from_config(config), sidecar=True, max_unique_files=10)
+    s.apply(update(1, part(W1, (b"/a", READ, 1.0, 1.0))))
+    data = json.loads(s.render(""))
+    assert (data["image_ref"], data["image_digest"], data["pod_name"], data["namespace"],
+            data["labels"]) == ("app:1", "sha256:ab", "p", "ns", {"team": "x"})
+
+
+def test_state_round_trip_and_floor_from_reports() -> None:
+    s = store(sidecar=True)
+    s.apply(update(1, stats=[stats("t1", 1, kernel=5)], gaps=3))
+    state = s.state_json()
+    t = store(sidecar=True)
+    t.load_state(state)
+    assert t.tracers.totals()["kernel_dropped"] == 5 and t.message_gaps == 3
+    # A report on disk newer than the state file: counters never go below it.
+    r = Report(workload="c1")
+    r.coverage.kernel_dropped = 8
+    r.coverage.invalid_messages = 2
+    t.adopt("", r)
+    t.settle_counters()
+    assert t.tracers.totals()["kernel_dropped"] == 8 and t.invalid_messages == 2
+    t.apply(update(2, stats=[stats("t1", 2, kernel=6)]))
+    assert t.tracers.totals()["kernel_dropped"] == 9
