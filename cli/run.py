@@ -1,13 +1,66 @@
-"""Placeholder until this subcommand is implemented."""
+"""`snoop run`: tracer, processor and reporter under supervisord, from one config."""
+
+from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+
+from snoop.cli import supervisor_conf
+from snoop.common import config as config_mod
+from snoop.common import process
+from snoop.tracer import cgroups
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    config_mod.add_arguments(parser)
+
+
+def child_environ(config: config_mod.Config, metrics_offset: int) -> dict[str, str]:
+    env = config_mod.to_environ(config)
+    env["SNOOP_METRICS_ADDR"] = supervisor_conf.metrics_addr_for(config.metrics_addr,
+                                                                 metrics_offset)
+    return env
+
+
+def isolate(command: str) -> None:
+    """Give Snoop a cgroup of its own when it shares the root cgroup with everything.
+
+    Its children (supervisord's programs) inherit it, so the tracer can exclude
+    Snoop's own file accesses by cgroup.
+    """
+    try:
+        root = cgroups.discover_cgroup2_root()
+        if cgroups.read_self_cgroup() == "/":
+            cgroups.isolate_self(root, f"snoop-{os.getpid()}")
+    except (OSError, cgroups.CgroupError) as exc:
+        print(f"snoop {command}: cannot move Snoop into its own cgroup: {exc}",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"snoop {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+    config = process.load_config(args, "run")
+    if config is None:
+        return 2
+    os.makedirs(config.run_dir, mode=0o770, exist_ok=True)
+    if config.report_dir:
+        os.makedirs(config.report_dir, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(config.report_path)), exist_ok=True)
+    isolate("run")
+    envs = {name: child_environ(config, offset)
+            for name, offset in supervisor_conf.METRICS_OFFSETS.items()}
+    snoop = shutil.which("snoop", path=os.path.dirname(sys.executable)) or ""
+    conf_path = os.path.join(config.run_dir, "supervisord.conf")
+    with open(conf_path, "w") as handle:
+        handle.write(supervisor_conf.render(
+            envs, config.run_dir, snoop))
+    supervisord = shutil.which("supervisord", path=os.path.dirname(sys.executable)) \
+        or shutil.which("supervisord")
+    if supervisord is None:
+        print("snoop run: supervisord not found (pip install supervisor)", file=sys.stderr)
+        return 2
+    # supervisord takes over this process: SIGTERM to `snoop run` reaches it directly.
+    os.execv(supervisord, [supervisord, "-n", "-c", conf_path])
+    return 0  # not reached

@@ -32,6 +32,9 @@ class RecordTranslator:
         if kind == records.KIND_EXIT:
             self.resolver.on_exit(record.tgid)
             return None
+        if kind == records.KIND_DUP:
+            self.resolver.on_dup(record.tgid, record.dirfd, record.ret)
+            return None
         if kind not in _FILE_KINDS:
             self.unknown_kinds += 1
             return None
@@ -49,6 +52,8 @@ class RecordTranslator:
             self.resolver.on_chdir(record.tgid, path)
         elif kind in _OPEN_KINDS and record.ret >= 0:
             self.resolver.on_fd(record.tgid, record.ret, path)
+        if record.ret == 0 and record.syscall_name == "chroot":
+            self.resolver.on_chroot(record.tgid)
         if record.flags & records.FLAG_FROM_EXEC:
             self.resolver.on_exec(record.tgid)
         return Event(cgroup_id=record.cgroup_id, pid=record.pid, tgid=record.tgid,

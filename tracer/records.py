@@ -21,6 +21,7 @@ PATH_MAX = 4096
 
 KIND_FORK = 100
 KIND_EXIT = 101
+KIND_DUP = 102
 
 FLAG_READ_FAILED = 1
 FLAG_TRUNCATED = 2
@@ -61,7 +62,7 @@ class Record:
 
 def decode(data: bytes | memoryview) -> Record:
     if len(data) < HEADER.size:
-        raise RecordError(f"record of {len(data)} bytes, shorter than the {HEADER.size}-byte header")
+        raise RecordError(f"record of {len(data)} bytes, shorter than its header")
     (cgroup_id, pid, tgid, ret, dirfd, path_len, kind, flags, syscall, _, _) = \
         HEADER.unpack_from(data)
     end = HEADER.size + path_len

@@ -85,12 +85,13 @@ class Tracer:
         self.started_at = clock()
         self.stop_requested = threading.Event()
         self.ready = False
-        self.cgroup_root = cgroups.find_cgroup2_root(_read("/proc/self/mountinfo"))
+        self.cgroup_root = cgroups.discover_cgroup2_root()
         self.index = cgroups.CgroupIndex(self.cgroup_root)
         self.resolver = PathResolver()
         self.translator = RecordTranslator(self.resolver, self._workload_of)
         self._workloads: dict[int, Workload] = {}
-        self.watcher = TargetWatcher(config, self.cgroup_root, self.index)
+        self.watcher = TargetWatcher(config, self.cgroup_root, self.index,
+                                     self._own_cgroup(config))
         self.batch = BatchBuilder(config.batch_max_events, config.batch_max_delay)
         self.pending = PendingBatches(config.pending_max)
         self.context = new_context()
@@ -126,11 +127,19 @@ class Tracer:
             "mode": self.config.target_mode.value,
         })
 
+    def _own_cgroup(self, config: Config) -> str:
+        """Snoop's cgroup, to exclude; a cgroup of its own if it shares the root one."""
+        own = cgroups.read_self_cgroup()
+        if own == "/" and config.target_mode is TargetMode.ALL_BUT_SELF:
+            own = cgroups.isolate_self(self.cgroup_root, f"snoop-tracer-{os.getpid()}")
+            log.info("moved the tracer into a cgroup of its own", extra={"cgroup": own})
+        return own
+
     def _refresh_targets(self) -> None:
-        targets = self.watcher.refresh()
-        if targets.changed:
-            self.probe.set_targets(targets.include, targets.exclude)
-            self.metrics.targets.labels(self.config.target_mode.value).set(len(targets.include))
+        if self.watcher.poll():
+            current = self.watcher.current
+            self.probe.set_targets(current.include, current.exclude)
+            self.metrics.targets.labels(self.config.target_mode.value).set(len(current.include))
 
     # ------------------------------------------------------------ records
 
@@ -271,11 +280,6 @@ class Tracer:
 def install_signal_handlers(tracer: Tracer) -> None:
     signal.signal(signal.SIGTERM, tracer.request_stop)
     signal.signal(signal.SIGINT, tracer.request_stop)
-
-
-def _read(path: str) -> str:
-    with open(path) as handle:
-        return handle.read()
 
 
 __all__ = ["Tracer", "TargetMode", "install_signal_handlers"]

@@ -25,6 +25,8 @@ SYSCALLS: tuple[str, ...] = (
     "utime", "utimes", "utimensat", "futimesat",
     "mknod", "mknodat",
     "name_to_handle_at", "inotify_add_watch", "file_getattr", "open_tree",
+    # No path, but they copy an fd that later serves as a dirfd.
+    "fcntl", "dup", "dup2", "dup3",
 )
 
 # Scheduler tracepoints, indexed after the syscalls.

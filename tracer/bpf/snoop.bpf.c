@@ -37,6 +37,7 @@
 // Process life cycle records, for the tracer's cwd and fd model; never reported as files.
 #define KIND_FORK 100
 #define KIND_EXIT 101
+#define KIND_DUP 102  // ret is a new fd for the same file as dirfd
 
 // Record flags.
 #define FLAG_READ_FAILED 1  // the path could not be read from user memory
@@ -274,7 +275,8 @@ static __always_inline void emit_path(u64 cgroup_id, u8 kind, u16 syscall, s32 d
     if (!buf)
         return;
     u32 len = user_ptr ? read_user_path(buf, user_ptr) : 0;  // fchdir has no path
-    if (len == 0 && !(buf->hdr.flags & FLAG_READ_FAILED) && kind != KIND_CHDIR) {
+    if (len == 0 && !(buf->hdr.flags & FLAG_READ_FAILED) && kind != KIND_CHDIR &&
+        kind != KIND_DUP) {
         // An empty path with AT_EMPTY_PATH is fstat() and friends on an open fd, whose
         // path was recorded when it was opened. (fexecve is covered by sched_process_exec.)
         return;
@@ -320,7 +322,9 @@ static __always_inline int emit_stashed(s64 ret) {
         u32 next = gen ? *gen + 1 : 1;
         cwd_gen.update(&tgid, &next);
     }
-    if (args.path || args.kind == KIND_CHDIR)
+    if (args.kind == KIND_DUP && ret < 0)
+        return 0;
+    if (args.path || args.kind == KIND_CHDIR || args.kind == KIND_DUP)
         emit_path(cgroup_id, args.kind, args.syscall, args.dirfd, args.path, ret);
     if (args.path2)
         emit_path(cgroup_id, args.kind2, args.syscall, args.dirfd2, args.path2, ret);
@@ -542,6 +546,36 @@ PROBE1(file_getattr, KIND_STAT, args->dfd, filename, 0)
 #endif
 #ifdef HAVE_open_tree
 PROBE1(open_tree, KIND_STAT, args->dfd, filename, 0)
+#endif
+
+// Duplicated fds: `find` walks with dirfds it copies with fcntl(F_DUPFD_CLOEXEC).
+#define F_DUPFD_CMD 0
+#define F_DUPFD_CLOEXEC_CMD 1030
+#ifdef HAVE_fcntl
+TRACEPOINT_PROBE(syscalls, sys_enter_fcntl) {
+    if (args->cmd != F_DUPFD_CMD && args->cmd != F_DUPFD_CLOEXEC_CMD)
+        return 0;
+    return stash_args(KIND_DUP, SYS_IDX_fcntl, (s32)args->fd, 0, 0, 0, 0, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fcntl) { return emit_stashed(args->ret); }
+#endif
+#ifdef HAVE_dup
+TRACEPOINT_PROBE(syscalls, sys_enter_dup) {
+    return stash_args(KIND_DUP, SYS_IDX_dup, (s32)args->fildes, 0, 0, 0, 0, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_dup) { return emit_stashed(args->ret); }
+#endif
+#ifdef HAVE_dup2
+TRACEPOINT_PROBE(syscalls, sys_enter_dup2) {
+    return stash_args(KIND_DUP, SYS_IDX_dup2, (s32)args->oldfd, 0, 0, 0, 0, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_dup2) { return emit_stashed(args->ret); }
+#endif
+#ifdef HAVE_dup3
+TRACEPOINT_PROBE(syscalls, sys_enter_dup3) {
+    return stash_args(KIND_DUP, SYS_IDX_dup3, (s32)args->oldfd, 0, 0, 0, 0, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_dup3) { return emit_stashed(args->ret); }
 #endif
 
 // The binary that really ran, with the name the kernel resolved it by.

@@ -1,0 +1,245 @@
+"""The tracer against the kernel: real BPF, real processes in test cgroups.
+
+One tracer serves this module (compiling the BPF program takes several seconds). It
+targets a parent test cgroup, so every child cgroup a test makes is traced with it, and
+a leaf cgroup that does not exist yet when the tracer starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from snoop.common.protocol import AccessKind
+from tests.tracer.harness import TracerHarness, make_test_cgroup
+
+pytestmark = pytest.mark.bpf
+
+WORKLOAD = os.path.join(os.path.dirname(__file__), "workload.py")
+PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture(scope="module")
+def parent():
+    cgroup = make_test_cgroup()
+    try:
+        yield cgroup
+    finally:
+        cgroup.remove()
+
+
+@pytest.fixture(scope="module")
+def late_leaf_rel():
+    return f"/snoop-leaf-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def harness(parent, late_leaf_rel):
+    tracer = TracerHarness({
+        "SNOOP_TARGET_MODE": "cgroup",
+        "SNOOP_TARGET_CGROUP": f"{parent.rel},{late_leaf_rel}",
+    })
+    try:
+        yield tracer
+    finally:
+        tracer.close()
+
+
+@pytest.fixture
+def child(parent):
+    cgroup = parent.child(f"w-{uuid.uuid4().hex[:8]}")
+    try:
+        yield cgroup
+    finally:
+        cgroup.remove()
+
+
+def prepare_tree(base: str) -> dict[str, bytes]:
+    """Files the workload touches; returns name -> the absolute path expected."""
+    os.makedirs(f"{base}/sub")
+    for name in ("read.txt", "stat.txt", "access.txt", "rel.txt", "rel2.txt",
+                 "sub/dirfd.txt", "sub/dirfd-stat.txt", "sub/after-chdir.txt"):
+        with open(f"{base}/{name}", "w") as f:
+            f.write("data\n")
+    os.symlink("read.txt", f"{base}/link")
+    with open(f"{base}/prog.sh", "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(f"{base}/prog.sh", 0o755)
+    with open(os.path.join(base.encode(), b"caf\xe9-\xff.txt"), "wb") as f:
+        f.write(b"data\n")
+    # A 4000-byte absolute path, built from 200-byte components.
+    long_dir = base
+    while len(long_dir) < 4000 - 220:
+        long_dir = os.path.join(long_dir, "d" * 200)
+    os.makedirs(long_dir)
+    long_file = os.path.join(long_dir, "f" * (4000 - len(long_dir) - 1))
+    assert len(long_file) == 4000
+    with open(long_file, "w") as f:
+        f.write("data\n")
+    with open(f"{base}/long-path.txt", "w") as f:
+        f.write(long_file)
+    b = base.encode()
+    return {
+        "read": b + b"/read.txt",
+        "write": b + b"/written.txt",
+        "stat": b + b"/stat.txt",
+        "lstat": b + b"/link",
+        "access": b + b"/access.txt",
+        "exec": b + b"/prog.sh",
+        "long": long_file.encode(),
+        "non-utf8": b + b"/caf\xe9-\xff.txt",
+        "relative": b + b"/rel.txt",
+        "relative-dotdot": b + b"/rel2.txt",
+        "dirfd": b + b"/sub/dirfd.txt",
+        "dirfd-stat": b + b"/sub/dirfd-stat.txt",
+        "after-chdir": b + b"/sub/after-chdir.txt",
+    }
+
+
+@pytest.fixture
+def tree(tmp_path):
+    base = str(tmp_path / "tree")
+    os.makedirs(base)
+    return base, prepare_tree(base)
+
+
+def normalized(paths: set[bytes]) -> set[bytes]:
+    return {os.path.normpath(p) for p in paths}
+
+
+def test_workload_paths_all_arrive_resolved(harness, child, tree):
+    base, expected = tree
+    result = child.run([PYTHON, WORKLOAD, base])
+    assert result.returncode == 0
+    cid = child.id
+    assert harness.wait_for(
+        lambda c: set(expected.values()) <= normalized(c.paths(cid)), timeout=15
+    ), f"missing: {sorted(set(expected.values()) - normalized(harness.collected.paths(cid)))}"
+    events = harness.collected.for_cgroup(cid)
+    kinds = {}
+    for e in events:
+        kinds.setdefault(os.path.normpath(e.path), set()).add(e.kind)
+    assert AccessKind.READ in kinds[expected["read"]]
+    assert AccessKind.WRITE in kinds[expected["write"]]
+    assert AccessKind.STAT in kinds[expected["stat"]]
+    assert AccessKind.ACCESS in kinds[expected["access"]]
+    assert AccessKind.READLINK in kinds[expected["lstat"]]
+    assert AccessKind.EXEC in kinds[expected["exec"]]
+    assert all(e.resolved for e in events if os.path.normpath(e.path) in expected.values())
+    # Each event names its own process: the script ran in a child of the workload.
+    reader = next(e.tgid for e in events if os.path.normpath(e.path) == expected["read"])
+    script = {e.tgid for e in events
+              if e.path == expected["exec"] and e.kind == AccessKind.EXEC}
+    assert script and reader not in script
+
+
+def test_short_lived_shell_with_cd_reports_absolute_paths(harness, child):
+    result = child.run(["sh", "-c", "cd /etc && cat passwd hostname >/dev/null"])
+    assert result.returncode == 0
+    cid = child.id
+    wanted = {b"/etc/passwd", b"/etc/hostname", b"/etc"}
+    assert harness.wait_for(lambda c: wanted <= c.paths(cid)), sorted(harness.collected.paths(cid))
+    cat = shutil.which("cat").encode()
+    assert harness.wait_for(lambda c: any(p.endswith(b"/cat") for p in c.paths(cid)))
+    assert cat in harness.collected.paths(cid) or os.path.realpath(cat) in \
+        harness.collected.paths(cid)
+
+
+def test_find_walking_with_dirfds_reports_right_paths(harness, child, tmp_path):
+    root = tmp_path / "walk"
+    for sub in ("a/b/c", "a/d", "e"):
+        (root / sub).mkdir(parents=True)
+        (root / sub / "leaf.txt").write_text("x")
+    expected = {str(root / sub / "leaf.txt").encode() for sub in ("a/b/c", "a/d", "e")}
+    result = child.run(["find", str(root), "-name", "leaf.txt", "-newer", "/etc/hostname"],
+                       stdout=subprocess.DEVNULL)
+    assert result.returncode == 0
+    cid = child.id
+    assert harness.wait_for(lambda c: expected <= normalized(c.paths(cid))), \
+        sorted(p for p in harness.collected.paths(cid) if b"walk" in p)
+    walk_events = [e for e in harness.collected.for_cgroup(cid) if b"walk" in e.path]
+    assert all(e.path.startswith(str(root).encode()) for e in walk_events), \
+        sorted({e.path for e in walk_events})
+
+
+def test_process_outside_the_cgroup_and_snoop_itself_are_not_traced(harness, child, tmp_path):
+    marker = tmp_path / f"outside-{uuid.uuid4().hex}"
+    marker.write_text("x")
+    subprocess.run(["cat", str(marker)], check=True, stdout=subprocess.DEVNULL)
+    inside = tmp_path / "inside.txt"
+    inside.write_text("x")
+    child.run(["cat", str(inside)], stdout=subprocess.DEVNULL)
+    assert harness.wait_for(lambda c: str(inside).encode() in c.paths())
+    harness.settle()
+    assert str(marker).encode() not in harness.collected.paths()
+    assert not [e for e in harness.collected.events if e.tgid == harness.proc.pid]
+
+
+def test_a_million_opens_of_one_file_cost_a_few_events(harness, child, tmp_path):
+    target = tmp_path / "hot.txt"
+    target.write_text("x")
+    script = ("import os\n"
+              f"p = {str(target)!r}\n"
+              "for _ in range(1_000_000):\n"
+              "    os.close(os.open(p, os.O_RDONLY))\n")
+    assert child.run([PYTHON, "-c", script]).returncode == 0
+    cid = child.id
+    assert harness.wait_for(lambda c: str(target).encode() in c.paths(cid))
+    harness.settle()
+    hits = [e for e in harness.collected.for_cgroup(cid) if e.path == str(target).encode()]
+    assert 1 <= len(hits) <= 3, len(hits)
+
+
+def test_child_cgroup_made_after_start_is_traced_from_its_first_syscall(harness, parent,
+                                                                     tmp_path):
+    late = parent.child(f"late-{uuid.uuid4().hex[:8]}")
+    try:
+        target = tmp_path / "late.txt"
+        target.write_text("x")
+        cat = os.path.realpath(shutil.which("cat")).encode()
+        late.run([cat, str(target)], stdout=subprocess.DEVNULL)
+        cid = late.id
+        assert harness.wait_for(lambda c: str(target).encode() in c.paths(cid))
+        events = harness.collected.for_cgroup(cid)
+        # The very first syscall of the process in the new cgroup is its execve.
+        assert events[0].kind == AccessKind.EXEC, events[:3]
+        assert events[0].path == cat
+    finally:
+        late.remove()
+
+
+def test_leaf_target_created_while_running_is_traced_within_two_seconds(harness, late_leaf_rel,
+                                                                        tmp_path):
+    from snoop.tracer import cgroups
+
+    root = cgroups.discover_cgroup2_root()
+    path = root + late_leaf_rel
+    os.makedirs(path)
+    from tests.tracer.harness import TestCgroup
+
+    leaf = TestCgroup(path, late_leaf_rel)
+    try:
+        time.sleep(2.0)
+        target = tmp_path / "leaf.txt"
+        target.write_text("x")
+        leaf.run(["cat", str(target)], stdout=subprocess.DEVNULL)
+        assert harness.wait_for(lambda c: str(target).encode() in c.paths(leaf.id), timeout=5)
+    finally:
+        leaf.remove()
+
+
+def test_stats_report_attached_syscalls_and_metrics(harness):
+    assert harness.wait_for(lambda c: c.stats, timeout=5)
+    stats = harness.latest_stats()
+    for name in ("openat", "execve", "newfstatat", "statx", "faccessat", "readlinkat",
+                 "chdir", "sched_process_exec"):
+        assert name in stats.attached
+    metrics = harness.metrics()
+    assert 'snoop_attached_syscalls{syscall="openat"} 1.0' in metrics
+    assert "snoop_tracer_startup_seconds" in metrics
+    assert "process_resident_memory_bytes" in metrics
