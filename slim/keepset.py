@@ -8,6 +8,9 @@ Starting from the reported paths and the user's includes, the set is closed unde
 - interpreters: the ELF `PT_INTERP` of every kept executable ELF file and the `#!`
   interpreter of every executed script, recursively. The kernel opens these itself
   during execve, so no syscall reports them.
+The image's own /dev entries (device nodes, links, directories: no bytes) are always
+kept, because recorders exclude /dev by default (a container runtime mounts its own) and
+a chroot of the slim root filesystem would otherwise have no /dev/null.
 A reported path the image lacks (a probe for a missing file, a /tmp file the workload
 wrote) is skipped. A reported directory keeps the directory, not what is inside it.
 """
@@ -23,6 +26,7 @@ from snoop.common.report import FileDetail
 from snoop.slim.elf import ElfError, elf_interpreter, is_elf, shebang_interpreter
 from snoop.slim.image import ROOT, EntryType, ImageError, ImageTree, ancestors, join
 
+DEV = b"/dev"
 MAX_SYMLINKS = 40  # the kernel's limit per path walk (ELOOP beyond)
 _EXEC = 1 << int(AccessKind.EXEC)
 _GLOB_CHARS = b"*?["
@@ -207,6 +211,10 @@ def compute_keep_set(tree: ImageTree, files: Mapping[bytes, FileDetail],
     """The closed keep set for reported `files` (merged reports) plus user `includes`."""
     closure = _Closure(tree)
     closure._mark(ROOT, "image root")
+    if DEV in tree:
+        for entry in tree.walk(DEV):
+            if entry.type is not EntryType.FILE:
+                closure._mark(entry.path, "/dev entry")
     for path in sorted(files):
         kinds = files[path].kinds
         # No recorded kinds (an older or foreign report): any file may have been executed.

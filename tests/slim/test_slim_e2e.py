@@ -26,6 +26,7 @@ from .debootstrap_cache import minbase_rootfs
 
 REPO = Path(__file__).resolve().parents[2]
 SNOOP = REPO / ".venv" / "bin" / "snoop"
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 
 APP_MAIN = '''\
 import configparser
@@ -90,14 +91,14 @@ def image_with_app(workdir: Path) -> Path:
 
 
 def run_in(rootfs: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["chroot", str(rootfs), *argv], capture_output=True, text=True,
+    return subprocess.run([CHROOT, str(rootfs), *argv], capture_output=True, text=True,
                           timeout=120, env={"PATH": "/usr/bin:/bin", "LANG": "C"})
 
 
 def record_report(rootfs: Path, argv: list[str], out: Path) -> None:
     """Record `argv` run inside `rootfs` with `snoop record` (its own cgroup)."""
     result = subprocess.run(
-        [str(SNOOP), "record", "-o", str(out), "--", "chroot", str(rootfs), *argv],
+        [str(SNOOP), "record", "-o", str(out), "--", CHROOT, str(rootfs), *argv],
         capture_output=True, text=True, timeout=600, env={**os.environ, "LANG": "C"},
     )
     assert out.exists(), (

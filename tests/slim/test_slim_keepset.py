@@ -130,3 +130,12 @@ def test_kept_entries_have_kept_parents(image: TreeBuilder) -> None:
     for path in (b"/srv", b"/srv/a", b"/srv/a/b"):
         assert kept.paths[path] == "parent"
         assert image.tree.get(path).type is EntryType.DIR
+
+
+def test_dev_entries_are_kept_without_being_reported(image: TreeBuilder) -> None:
+    image.dir("/dev/pts").special("/dev/null", EntryType.CHAR).link("/dev/fd", "/proc/self/fd")
+    image.file("/dev/stray-file", b"a regular file in /dev is kept only when used")
+    kept = keep(image, {})
+    assert {b"/dev", b"/dev/pts", b"/dev/null", b"/dev/fd"} <= set(kept.paths)
+    assert kept.paths[b"/dev/null"] == "/dev entry" and b"/dev/stray-file" not in kept
+    assert b"/proc" not in kept
