@@ -5,7 +5,8 @@
                [--include PATH_OR_GLOB ...] [--include-file F]
 
 Bad input (an unreadable image, a file that is not a report, a tarball with a member
-that escapes its root) gives one line on stderr and exit code 2.
+that escapes its root) gives one line on stderr and exit code 2; failing to write OUT
+gives one line and exit code 1.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     except (ImageError, ReportError, UsageError) as exc:
         print(f"snoop slim: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # writing OUT failed: not bad input, but still one line
+        where = os.fsdecode(exc.filename) if exc.filename else args.out
+        print(f"snoop slim: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def _includes(patterns: list[str], files: list[str]) -> list[bytes]:

@@ -219,13 +219,23 @@ class ImageTree:
 
     def chunks(self, entry: Entry) -> Iterator[bytes]:
         """A regular file's whole content, in pieces of at most 1 MiB."""
-        offset = 0
-        while offset < entry.size:
-            piece = self.read(entry, offset, _CHUNK)
-            if not piece:
-                raise ImageError(f"{entry.path!r}: content ends before its size {entry.size}")
-            offset += len(piece)
-            yield piece
+        if entry.type is not EntryType.FILE or entry.content is None:
+            raise ImageError(f"{entry.path!r}: not a regular file; its content is never read")
+        content = entry.content
+        with contextlib.ExitStack() as stack:
+            if content.in_rootfs:
+                handle = stack.enter_context(_open_rootfs_file(content.host_path))
+            else:
+                handle = self._handle(content.host_path)
+            offset = 0
+            while offset < entry.size:
+                # Shared tar handles are also used by read(): seek before every piece.
+                handle.seek(content.offset + offset)
+                piece = handle.read(min(_CHUNK, entry.size - offset))
+                if not piece:
+                    raise ImageError(f"{entry.path!r}: content ends before its size {entry.size}")
+                offset += len(piece)
+                yield piece
 
     def _handle(self, host_path: bytes) -> IO[bytes]:
         handle = self._handles.get(host_path)

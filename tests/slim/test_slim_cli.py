@@ -128,3 +128,14 @@ def test_bad_input_is_one_line_and_exit_2(rootfs: Path, tmp_path: Path,
     assert "not empty" in one_line_error(
         capsys, ["slim", "--image", str(rootfs), "--report", str(report), "--out",
                  str(tmp_path / "full"), "--rootfs"])
+
+
+def test_unwritable_output_is_one_line_and_exit_1(rootfs: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    report = write_report(tmp_path / "r.json", {"/etc/app.conf": ["read"]})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["slim", "--image", str(rootfs), "--report", str(report),
+                 "--out", str(blocker / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a-file" in err
