@@ -1,5 +1,5 @@
 """An image as an in-memory tree of entries, read from a rootfs directory, a `docker save`
-tarball or an OCI image layout (directory or tar).
+tarball, an OCI image layout (directory or tar) or a plain rootfs tarball (`docker export`).
 
 All three sources produce the same `ImageTree`, so the analysis after this module never
 asks where an image came from. Layered images are flattened here: layers are applied in
@@ -674,17 +674,24 @@ def read_layered(location: bytes, tree: ImageTree) -> ImageTree:
         names = _docker_layers(archive)
     elif archive.has("oci-layout") and archive.has("index.json"):
         names = _oci_layers(archive)
-    else:
-        raise ImageError(f"{os.fsdecode(location)}: neither a docker save tarball "
+    elif archive.is_dir:
+        raise ImageError(f"{os.fsdecode(location)}: neither a docker save directory "
                          "(manifest.json) nor an OCI image layout (oci-layout, index.json)")
+    elif archive.has("repositories") and any(n.endswith("/layer.tar") for n in archive.members):
+        raise ImageError(f"{os.fsdecode(location)}: a docker save tarball without "
+                         "manifest.json (Docker < 1.10); save it with a newer Docker")
+    else:
+        # A plain root filesystem tarball: `docker export`, or a rootfs.tar of ours.
+        apply_layer(tree, _Layer(location, 0, os.path.getsize(location)))
+        return tree
     for name in names:
         apply_layer(tree, archive.layer(name))
     return tree
 
 
 def open_image(location: str | os.PathLike) -> ImageTree:
-    """Read IMAGE: a rootfs directory, an OCI layout directory, or a tarball of either
-    kind (docker save or OCI), possibly compressed as a whole."""
+    """Read IMAGE: a rootfs directory, an OCI layout directory, or a tarball (docker
+    save, OCI layout, or a plain root filesystem), possibly compressed as a whole."""
     raw = os.fsencode(location)
     if os.path.isdir(raw):
         if os.path.isfile(os.path.join(raw, b"oci-layout")) or (

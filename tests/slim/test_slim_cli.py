@@ -92,6 +92,12 @@ def test_slim_from_a_layered_image(tmp_path: Path) -> None:
                      "--out", str(out), "--rootfs"]) == 0
         assert (out / "rootfs/etc/a").read_bytes() == b"a"
         assert not (out / "rootfs/etc/b").exists()
+    # The slim tarball is itself an image (a plain rootfs tarball): slimming it again
+    # keeps the same paths.
+    again = tmp_path / "again"
+    assert main(["slim", "--image", str(tmp_path / "out-d/rootfs.tar"), "--report",
+                 str(report), "--out", str(again)]) == 0
+    assert (again / "keep.txt").read_text() == (tmp_path / "out-d/keep.txt").read_text()
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

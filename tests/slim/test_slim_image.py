@@ -149,3 +149,20 @@ def test_special_entries_are_never_read(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="never read"):
         fifo_tree.read(fifo_tree.get(b"/pipe"))
     assert stat.S_ISFIFO(os.lstat(root / "pipe").st_mode)
+
+
+def test_plain_rootfs_tarball_is_one_layer(tmp_path: Path) -> None:
+    plain = tmp_path / "export.tar"
+    plain.write_bytes(layer_tar([("./etc", "dir", None), ("./etc/a", "file", b"a"),
+                                 ("./bin", "symlink", "usr/bin")]))
+    with open_image(plain) as tree:
+        assert tree.read(tree.get(b"/etc/a")) == b"a"
+        assert tree.get(b"/bin").linkname == b"usr/bin"
+
+
+def test_pre_manifest_docker_save_is_refused_clearly(tmp_path: Path) -> None:
+    old = tmp_path / "old.tar"
+    old.write_bytes(layer_tar([("repositories", "file", b"{}"),
+                               ("abc/layer.tar", "file", layer_tar([]))]))
+    with pytest.raises(ImageError, match="without manifest.json"):
+        open_image(old)
