@@ -34,7 +34,8 @@ class DedupCounts:
 class Dedup:
     def __init__(self, max_unique_files: int, refresh_interval: float) -> None:
         self.max_unique_files = max_unique_files
-        self.refresh_interval = int(refresh_interval)
+        # Times are kept in whole seconds; below one second dedup would switch itself off.
+        self.refresh_interval = max(1, int(refresh_interval))
         self._paths: dict[str, dict[bytes, int]] = {}
         self.counts = DedupCounts()
         self.capped: set[str] = set()  # workloads that reached the cap

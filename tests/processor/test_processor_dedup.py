@@ -65,3 +65,10 @@ def test_cap_forwards_but_does_not_remember_and_counts() -> None:
     # Another workload has its own budget.
     assert d.observe("v", b"/c", READ, 1.0) == READ
     assert d.counts.cap_hits == 2
+
+
+def test_sub_second_interval_still_deduplicates() -> None:
+    d = Dedup(max_unique_files=10, refresh_interval=0.2)
+    d.observe("w", b"/a", READ, 1000.0)
+    assert d.observe("w", b"/a", READ, 1000.9) == 0
+    assert d.observe("w", b"/a", READ, 1001.0) == READ

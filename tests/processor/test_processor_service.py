@@ -1,0 +1,177 @@
+"""The processor loop on real ipc:// sockets, run in a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from snoop.common.config import Config
+from snoop.common.protocol import (
+    AccessKind,
+    Event,
+    EventBatch,
+    FileUpdates,
+    Header,
+    MessageType,
+    TracerStats,
+    Workload,
+)
+from snoop.common.transport import Receiver, Sender, new_context
+from snoop.processor.service import serve
+
+W = Workload("w1", "/docker/w1", "w1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Running:
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.config = Config(run_dir=str(tmp_path / "run"), metrics_addr=f"127.0.0.1:{self.port}",
+                             report_interval=30.0)
+        self.stop = threading.Event()
+        self.registry = CollectorRegistry()
+        self.result: list[int] = []
+        self.thread = threading.Thread(
+            target=lambda: self.result.append(serve(self.config, self.stop, self.registry)))
+        self.context = new_context()
+        self.tracer = Sender(self.context, self.config.endpoint("events"))
+        self.thread.start()
+        self.wait_ready()
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                if self.http("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("processor never ready")
+            time.sleep(0.02)
+
+    def send(self, message) -> None:
+        deadline = time.monotonic() + 5
+        while not self.tracer.send(message):
+            assert time.monotonic() < deadline, "processor did not take the message"
+            time.sleep(0.01)
+
+    def finish(self, timeout: float = 6.0) -> int:
+        started = time.monotonic()
+        self.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "processor did not stop"
+        assert time.monotonic() - started < 5.5
+        return self.result[0]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(6)
+        self.tracer.close(linger=0)
+        self.context.term()
+
+
+def batch(seq: int, *paths: bytes) -> EventBatch:
+    return EventBatch(Header("t1", seq), tuple(Event(1, 1, 1, AccessKind.READ, p) for p in paths),
+                      {1: W}, sent_at=time.time())
+
+
+def collect(reporter: Receiver, until, timeout: float = 5.0) -> list[FileUpdates]:
+    got: list[FileUpdates] = []
+    deadline = time.monotonic() + timeout
+    while not until(got):
+        assert time.monotonic() < deadline, f"timed out; got {got}"
+        message = reporter.recv(0.05)
+        if message is not None:
+            got.append(message)
+    return got
+
+
+def paths_in(messages: list[FileUpdates]) -> set[bytes]:
+    return {f.path for m in messages for u in m.updates for f in u.files}
+
+
+def covered(messages: list[FileUpdates]) -> set[int]:
+    return {s for m in messages for lo, hi in m.covers.get("t1", ()) for s in range(lo, hi + 1)}
+
+
+@pytest.fixture
+def running(tmp_path: Path):
+    r = Running(tmp_path)
+    yield r
+    r.close()
+
+
+def test_forwards_new_files_and_covers(running: Running) -> None:
+    reporter = Receiver(running.context, running.config.endpoint("updates"),
+                        (MessageType.FILE_UPDATES,), bind=True)
+    try:
+        running.send(batch(1, b"/etc/passwd", b"/dev/null"))
+        running.send(batch(2, b"/etc/passwd", b"/bin//sh"))
+        running.send(TracerStats(Header("t1", 3), 1.0, 0, 0, 0, {"openat": 3}))
+        got = collect(reporter, lambda g: covered(g) >= {1, 2, 3})
+        assert paths_in(got) == {b"/etc/passwd", b"/bin/sh"}
+        status, text = running.http("/metrics")
+        assert status == 200
+        assert "snoop_batches_received_total 2.0" in text
+        assert 'snoop_events_total{syscall="openat"} 3.0' in text
+        assert 'snoop_unique_files{workload="w1"} 2.0' in text
+        assert "snoop_events_excluded_total 1.0" in text
+        assert running.finish() == 0
+    finally:
+        reporter.close(linger=0)
+
+
+def test_keeps_updates_while_reporter_is_away(running: Running) -> None:
+    running.send(batch(1, b"/a"))
+    running.send(batch(2, b"/b"))
+    time.sleep(0.3)  # several flushes fail: nobody is listening
+    reporter = Receiver(running.context, running.config.endpoint("updates"),
+                        (MessageType.FILE_UPDATES,), bind=True)
+    try:
+        got = collect(reporter, lambda g: covered(g) >= {1, 2})
+        assert paths_in(got) == {b"/a", b"/b"}
+        assert "snoop_update_sends_blocked_total" in running.http("/metrics")[1]
+    finally:
+        reporter.close(linger=0)
+
+
+def test_stop_drains_and_flushes_what_was_received(running: Running) -> None:
+    reporter = Receiver(running.context, running.config.endpoint("updates"),
+                        (MessageType.FILE_UPDATES,), bind=True)
+    try:
+        # The processor connected before this socket existed: wait out its reconnect.
+        running.send(batch(1, b"/probe"))
+        collect(reporter, lambda g: 1 in covered(g))
+        for seq in range(2, 52):
+            running.send(batch(seq, *[b"/f/%d/%d" % (seq, i) for i in range(20)]))
+        assert running.finish() == 0
+        got = collect(reporter, lambda g: covered(g) >= set(range(2, 52)))
+        assert len(paths_in(got)) == 50 * 20
+    finally:
+        reporter.close(linger=0)
+
+
+def test_stop_without_reporter_gives_up_in_time(running: Running) -> None:
+    running.send(batch(1, b"/never/delivered"))
+    time.sleep(0.2)
+    assert running.finish() == 0  # finish() also checks it took under 5.5 s
