@@ -19,7 +19,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from snoop.common.report import ReportError, load_report, merge_reports, write_atomically
+from snoop.common.report import (
+    Coverage,
+    ReportError,
+    load_report,
+    merge_reports,
+    write_atomically,
+)
 from snoop.slim.image import EntryType, ImageError, ImageTree, open_image
 from snoop.slim.keepset import KeepSet, compute_keep_set
 from snoop.slim.packages import PackageView, package_view
@@ -140,9 +146,10 @@ def _slim(args: argparse.Namespace, tree: ImageTree, reports: list, includes: li
         notes.append(write_tar(tree, kept, os.path.join(args.out, "rootfs.tar")))
 
     summary = _summary(tree, merged.files, keep, before, after, packages)
+    summary["coverage"] = dict(vars(merged.coverage))
     write_atomically(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=1) + "\n")
     _print(args, tree, keep, summary, before, after, packages)
-    _print_warnings(keep, notes)
+    _print_warnings(keep, notes, merged.coverage)
     return 0
 
 
@@ -222,8 +229,14 @@ def _print(args: argparse.Namespace, tree: ImageTree, keep: KeepSet, summary: di
     print(f"\nwrote {', '.join(os.path.join(args.out, name) for name in written)}", file=out)
 
 
-def _print_warnings(keep: KeepSet, notes: list[WriteNotes]) -> None:
-    warnings = list(keep.warnings)
+def _print_warnings(keep: KeepSet, notes: list[WriteNotes], coverage: Coverage) -> None:
+    warnings = []
+    lost = {name: value for name, value in vars(coverage).items() if value}
+    if lost:
+        counters = ", ".join(f"{name}={value}" for name, value in lost.items())
+        warnings.append(f"the reports may be incomplete ({counters}): the slim image may "
+                        "miss files the workload used; record again or add --include")
+    warnings.extend(keep.warnings)
     if keep.unresolvable:
         warnings.append(f"{len(keep.unresolvable)} reported path(s) relative or in a symlink "
                         "loop, not resolved")

@@ -69,6 +69,8 @@ def resolve(tree: ImageTree, path: bytes, follow_last: bool = True) -> Resolutio
             if followed > MAX_SYMLINKS:
                 result.loop = True
                 return result
+            if not entry.linkname:
+                return result  # an empty target resolves to nothing (ENOENT)
             if entry.linkname.startswith(b"/"):
                 current = ROOT
             pending.extend(reversed(entry.linkname.split(b"/")))

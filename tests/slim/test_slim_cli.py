@@ -10,7 +10,7 @@ import pytest
 
 from snoop.cli.main import main
 
-from .helpers import docker_save_tar, elf64, layer_tar, oci_tar, write_report
+from .helpers import docker_save_tar, elf64, layer_tar, make_report, oci_tar, write_report
 
 
 @pytest.fixture
@@ -46,7 +46,9 @@ def test_slim_writes_lists_and_prints_the_view(rootfs: Path, tmp_path: Path,
     out = tmp_path / "out"
     assert main(["slim", "--image", str(rootfs), "--report", str(report),
                  "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert captured.err == ""  # no warnings for a complete report
     keep = (out / "keep.txt").read_text().split()
     for path in ("/app/run.sh", "/bin", "/usr/bin/sh", "/usr/bin/dash", "/lib64", "/lib",
                  "/usr/lib64/ld-linux-x86-64.so.2",
@@ -65,6 +67,18 @@ def test_slim_writes_lists_and_prints_the_view(rootfs: Path, tmp_path: Path,
     assert packages.startswith(": 1 used, 1 unused of 2")
     assert packages.index("dash") < packages.index("unused,") < packages.index("bigdoc")
     assert not (out / "rootfs").exists()
+
+
+def test_incomplete_reports_are_warned_about(rootfs: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    report = make_report({"/etc/app.conf": ["read"]})
+    report.coverage.kernel_dropped = 7
+    (tmp_path / "r.json").write_text(report.dumps())
+    assert main(["slim", "--image", str(rootfs), "--report", str(tmp_path / "r.json"),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "may be incomplete (kernel_dropped=7)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out/summary.json").read_text())["coverage"][
+        "kernel_dropped"] == 7
 
 
 def test_slim_merges_reports_and_takes_includes(rootfs: Path, tmp_path: Path) -> None:

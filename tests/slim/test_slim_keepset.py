@@ -139,3 +139,10 @@ def test_dev_entries_are_kept_without_being_reported(image: TreeBuilder) -> None
     assert {b"/dev", b"/dev/pts", b"/dev/null", b"/dev/fd"} <= set(kept.paths)
     assert kept.paths[b"/dev/null"] == "/dev entry" and b"/dev/stray-file" not in kept
     assert b"/proc" not in kept
+
+
+def test_empty_symlink_target_resolves_to_nothing(image: TreeBuilder) -> None:
+    image.link("/etc/empty", "")
+    result = resolve(image.tree, b"/etc/empty")
+    assert result.path is None and result.symlinks == [b"/etc/empty"]
+    assert resolve(image.tree, b"/etc/empty", follow_last=False).path == b"/etc/empty"
