@@ -13,6 +13,8 @@ from snoop.slim.writer import slim_include_paths, write_rootfs, write_tar
 
 from .helpers import TreeBuilder, make_report
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown and mknod need root")
+
 
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
@@ -45,7 +47,7 @@ def kept_paths(root: Path) -> tuple:
 
 
 @pytest.mark.timeout(20)  # reading /dev/zero or opening the FIFO would hang
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown and mknod need root")
+@needs_root
 def test_rootfs_keeps_modes_owners_links_xattrs_mtimes(source: Path, tmp_path: Path) -> None:
     tree, kept = kept_paths(source)
     dest = tmp_path / "slim"
@@ -70,6 +72,7 @@ def test_rootfs_keeps_modes_owners_links_xattrs_mtimes(source: Path, tmp_path: P
 
 
 @pytest.mark.timeout(20)
+@needs_root
 def test_tarball_holds_what_docker_import_needs(source: Path, tmp_path: Path) -> None:
     tree, kept = kept_paths(source)
     dest = tmp_path / "rootfs.tar"
