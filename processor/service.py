@@ -103,7 +103,8 @@ def _loop(pipeline: Pipeline, receiver: Receiver, sender: Sender, stop: threadin
                 pipeline.handle(more)
         pipeline.note_invalid(receiver.invalid)
         now = clock()
-        if now < next_flush and not pipeline.backlog():
+        # A full unit goes out at once, unless the reporter is away: then back off.
+        if now < next_flush and (reporter_away or not pipeline.backlog()):
             continue
         if pipeline.flush(sender.send):
             backoff = FLUSH_EVERY

@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -267,6 +269,41 @@ def test_write_errors_are_survived_and_retried(tmp_path: Path, procs, tracers) -
         for proc in procs:
             proc.kill()
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_written_reports_are_pushed_to_the_api(tmp_path: Path, procs, tracers) -> None:
+    received: list[tuple[dict, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((json.loads(body), self.headers.get("Authorization", "")))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/reports"
+        reporter = start(procs, "reporter", tmp_path, "--report-path",
+                         str(tmp_path / "report.json"), "--api-endpoint", url,
+                         "--api-token", "tok")
+        start(procs, "processor", tmp_path)
+        tracer = fake_tracer(tracers, tmp_path)
+        tracer.wait_persisted([tracer.send_batch([b"/pushed"])])
+        deadline = time.monotonic() + 10
+        while not any("/pushed" in body["files"] for body, _ in received):
+            assert time.monotonic() < deadline, f"no push received: {received}"
+            time.sleep(0.05)
+        assert all(auth == "Bearer tok" for _, auth in received)
+        assert metric(reporter, "snoop_report_pushes_total") >= 1
+        assert reporter.stop()[0] == 0
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_config_errors_exit_2(tmp_path: Path) -> None:
