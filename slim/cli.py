@@ -40,7 +40,8 @@ class UsageError(ValueError):
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, metavar="IMAGE",
-                        help="rootfs directory, `docker save` tarball, or OCI layout (dir or tar)")
+                        help="rootfs directory, `docker save` tarball, OCI layout (dir or tar), "
+                             "or plain rootfs tarball")
     parser.add_argument("--report", required=True, action="append", metavar="R",
                         help="Snoop report (JSON); repeat to merge several")
     parser.add_argument("--out", required=True, metavar="OUT",
