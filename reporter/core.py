@@ -56,6 +56,7 @@ class Reporter:
         self.lock = threading.Lock()
         self._seq = 0
         self._processor_seq: dict[str, int] = {}
+        self._logged_errno: int | None = None
 
     # ------------------------------------------------------------ start
 
@@ -143,11 +144,16 @@ class Reporter:
             if error is not None:
                 self.checkpoints.restore(taken)
                 self.counts.write_errors += 1
-                self.last_write_ok = False
                 path, exc = error
-                log.error("report write failed; previous report kept, retrying next interval",
-                          extra={"path": path, "errno": exc.errno, "error": exc.strerror or
-                                 str(exc), "reports_pending": len(self.store.dirty)})
+                # One line when writes start failing (or fail differently); the metric
+                # counts every failed round.
+                if self.last_write_ok is not False or exc.errno != self._logged_errno:
+                    log.error("report write failed; previous report kept, retrying every "
+                              "interval", extra={"path": path, "errno": exc.errno,
+                                                 "error": exc.strerror or str(exc),
+                                                 "reports_pending": len(self.store.dirty)})
+                    self._logged_errno = exc.errno
+                self.last_write_ok = False
             else:
                 self.checkpoints.commit(taken)
                 self.state_dirty = False

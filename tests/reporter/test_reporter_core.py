@@ -88,7 +88,8 @@ def test_round_writes_report_state_and_checkpoint(tmp_path: Path) -> None:
     assert r.counts.writes == 1
 
 
-def test_injected_enospc_keeps_old_report_and_holds_the_checkpoint(tmp_path: Path) -> None:
+def test_injected_enospc_keeps_old_report_and_holds_the_checkpoint(tmp_path: Path,
+                                                                   caplog) -> None:
     write = FailingWrite(errno.ENOSPC)
     write.failing = False
     r = make(tmp_path, write=write)
@@ -99,6 +100,8 @@ def test_injected_enospc_keeps_old_report_and_holds_the_checkpoint(tmp_path: Pat
     r.apply(fu(2, {"t1": ((2, 2),)}, (W1, [b"/b"])))
     assert r.write_round() is False
     assert r.write_round() is False  # retried next interval, still failing, no crash
+    failures = [rec for rec in caplog.records if rec.getMessage().startswith("report write")]
+    assert len(failures) == 1 and failures[0].errno == errno.ENOSPC
     assert (tmp_path / "report.json").read_bytes() == before
     assert r.counts.write_errors == 2 and not r.ready()
     assert r.checkpoint().persisted == {"t1": ((1, 1),)}
