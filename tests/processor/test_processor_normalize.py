@@ -1,4 +1,8 @@
+import posixpath
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from snoop.processor.normalize import normalize
 
@@ -51,3 +55,12 @@ def test_symlinks_are_not_resolved(tmp_path) -> None:
     # Lexical only: link/.. is removed as text, the link is never followed.
     assert normalize(path) == bytes(tmp_path) + b"/file"
     assert normalize(bytes(tmp_path) + b"/link/x") == bytes(tmp_path) + b"/link/x"
+
+
+@given(st.lists(st.sampled_from([b"a", b"b", b".", b"..", b"", b"\xff", b"..."]), max_size=12))
+def test_absolute_paths_agree_with_posixpath(parts: list[bytes]) -> None:
+    path = b"/" + b"/".join(parts)
+    expected = posixpath.normpath(path)
+    if expected.startswith(b"//"):  # POSIX leaves a leading '//' alone; we do not
+        expected = expected[1:]
+    assert normalize(path) == expected

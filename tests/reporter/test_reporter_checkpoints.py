@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from snoop.reporter.checkpoints import Checkpoints, RangeSet
 
@@ -103,3 +105,15 @@ def test_state_round_trip() -> None:
     assert d.persisted_ranges() == {"t1": ((1, 3), (6, 9))}
     with pytest.raises(ValueError):
         d.load_json({"t1": {"ranges": [[5, "x"]]}})
+
+
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 20)), max_size=60))
+def test_rangeset_matches_a_plain_set(spans: list[tuple[int, int]]) -> None:
+    r, plain = RangeSet(), set()
+    for lo, length in spans:
+        r.add(lo, lo + length)
+        plain.update(range(lo, lo + length + 1))
+    assert {s for s in range(0, 230) if s in r} == plain
+    ranges = r.ranges()
+    assert all(lo <= hi for lo, hi in ranges)
+    assert all(a[1] + 1 < b[0] for a, b in zip(ranges, ranges[1:], strict=False))  # coalesced
