@@ -16,6 +16,21 @@ _FILE_KINDS = frozenset(int(k) for k in AccessKind)
 _OPEN_KINDS = frozenset({int(AccessKind.READ), int(AccessKind.WRITE)})
 
 
+def changes_cwd(record: records.Record) -> bool:
+    """A successful chdir, fchdir or chroot: the process's view of relative paths moved."""
+    return record.kind == AccessKind.CHDIR and record.ret == 0 or (
+        record.ret == 0 and record.syscall_name == "chroot")
+
+
+def last_cwd_change(batch: list[records.Record]) -> dict[int, int]:
+    """tgid -> index of its last cwd or root change in `batch`."""
+    last = {}
+    for index, record in enumerate(batch):
+        if changes_cwd(record):
+            last[record.tgid] = index
+    return last
+
+
 class RecordTranslator:
     def __init__(self, resolver: PathResolver, workload_of: Callable[[int], Workload]) -> None:
         self.resolver = resolver
@@ -23,8 +38,12 @@ class RecordTranslator:
         self.unresolved = 0
         self.unknown_kinds = 0
 
-    def translate(self, record: records.Record) -> Event | None:
-        """The Event for a file record; None for life-cycle records and lost paths."""
+    def translate(self, record: records.Record, proc_is_current: bool = True) -> Event | None:
+        """The Event for a file record; None for life-cycle records and lost paths.
+
+        `proc_is_current=False` says the process changed its cwd or root after this
+        record (a later record shows it), so /proc cannot stand in for the model.
+        """
         kind = record.kind
         if kind == records.KIND_FORK:
             self.resolver.on_fork(record.tgid, record.ret)
@@ -45,7 +64,7 @@ class RecordTranslator:
                 self.resolver.on_fchdir(record.tgid, record.dirfd)
             return None
         path, resolved = self.resolver.resolve(record.pid, record.tgid, record.dirfd,
-                                               record.path)
+                                               record.path, proc_fallback=proc_is_current)
         if not resolved:
             self.unresolved += 1
         elif kind == AccessKind.CHDIR and record.ret == 0 and record.syscall_name == "chdir":

@@ -174,18 +174,22 @@ class PathResolver:
 
     # ------------------------------------------------------------ resolving
 
-    def resolve(self, pid: int, tgid: int, dirfd: int, path: bytes) -> tuple[bytes, bool]:
+    def resolve(self, pid: int, tgid: int, dirfd: int, path: bytes,
+                proc_fallback: bool = True) -> tuple[bytes, bool]:
         """(absolute path, True), or (`path` as given, False) when it cannot be resolved.
 
         `pid` is the thread, `tgid` the process. An empty path with a dirfd (AT_EMPTY_PATH)
         is the fd's own path (the cwd's for AT_FDCWD). Absolute paths pass through.
+        `proc_fallback=False` when /proc shows a later state than the event's (the
+        process is known to have changed its cwd or root since): then only the model
+        answers.
         """
         if path.startswith(b"/"):
             return path, True
         if dirfd == AT_FDCWD:
-            base = self._cwd(pid, tgid)
+            base = self._cwd(pid, tgid, proc_fallback)
         elif dirfd >= 0:
-            base = self._fd(pid, tgid, dirfd)
+            base = self._fd(pid, tgid, dirfd, proc_fallback)
         else:
             base = None
         if base is None:
@@ -193,23 +197,27 @@ class PathResolver:
             return path, False
         return (join(base, path) if path else base), True
 
-    def _cwd(self, pid: int, tgid: int) -> bytes | None:
+    def _cwd(self, pid: int, tgid: int, proc_fallback: bool = True) -> bytes | None:
         process = self._get(tgid)
         if process is not None and process.cwd is not None:
             self.stats.from_model += 1
             return process.cwd
+        if not proc_fallback:
+            return None
         cwd = self._from_proc(pid, tgid, b"cwd")
         if cwd is not None:
             self._get(tgid, create=True).cwd = cwd
         return cwd
 
-    def _fd(self, pid: int, tgid: int, fd: int) -> bytes | None:
+    def _fd(self, pid: int, tgid: int, fd: int, proc_fallback: bool = True) -> bytes | None:
         process = self._get(tgid)
         if process is not None:
             path = process.fds.get(fd)
             if path is not None:
                 self.stats.from_model += 1
                 return path
+        if not proc_fallback:
+            return None
         path = self._from_proc(pid, tgid, b"fd/%d" % fd)
         if path is not None:
             self._set_fd(tgid, self._get(tgid, create=True), fd, path)

@@ -30,12 +30,12 @@ from snoop.common.protocol import (
 )
 from snoop.common.transport import Receiver, Security, Sender, new_context
 from snoop.tracer import cgroups, records
-from snoop.tracer.events import RecordTranslator
+from snoop.tracer.events import RecordTranslator, last_cwd_change
 from snoop.tracer.loader import KernelProbe, KernelSettings
 from snoop.tracer.metrics import TracerMetrics
 from snoop.tracer.pending import PendingBatch, PendingBatches
 from snoop.tracer.resolve import PathResolver
-from snoop.tracer.targets import TargetWatcher
+from snoop.tracer.targets import TargetError, TargetWatcher
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,8 @@ class Tracer:
                                      self._own_cgroup(config))
         self.batch = BatchBuilder(config.batch_max_events, config.batch_max_delay)
         self.pending = PendingBatches(config.pending_max)
+        # A reporter confirms only after its next write: re-sending sooner is wasted.
+        self.resend_after = max(config.resend_after, 2 * config.report_interval)
         self.context = new_context()
         security = Security(config.curve_secret_key, config.curve_server_key,
                             config.curve_allowed_keys, config.insecure_tcp)
@@ -103,6 +105,8 @@ class Tracer:
                                     security=security)
         self.probe: KernelProbe | None = None
         self._syscall_counts: dict[str, int] = {}
+        self._drained: list[records.Record] = []
+        self._exported_counts: dict[str, int] = {}
 
     # ------------------------------------------------------------ setup
 
@@ -136,7 +140,12 @@ class Tracer:
         return own
 
     def _refresh_targets(self) -> None:
-        if self.watcher.poll():
+        try:
+            changed = self.watcher.poll()
+        except (TargetError, cgroups.CgroupError) as exc:
+            log.error("cannot resolve targets", extra={"error": str(exc)})
+            return
+        if changed:
             current = self.watcher.current
             self.probe.set_targets(current.include, current.exclude)
             self.metrics.targets.labels(self.config.target_mode.value).set(len(current.include))
@@ -148,10 +157,10 @@ class Tracer:
         if workload is None:
             rel_path = self.index.lookup(cgroup_id)
             if rel_path is None:
-                workload = Workload(key=f"cgroup-{cgroup_id}")
-            else:
-                workload = cgroups.workload_for(rel_path, self.config.target_mode,
-                                                self.config.target_cgroup)
+                # Not cached: the cgroup may be found on a later lookup.
+                return Workload(key=f"cgroup-{cgroup_id}")
+            workload = cgroups.workload_for(rel_path, self.config.target_mode,
+                                            self.config.target_cgroup, root=self.cgroup_root)
             if len(self._workloads) > 65536:
                 self._workloads.clear()
             self._workloads[cgroup_id] = workload
@@ -159,18 +168,25 @@ class Tracer:
 
     def _on_record(self, data: bytes) -> None:
         try:
-            record = records.decode(data)
+            self._drained.append(records.decode(data))
         except records.RecordError as exc:
             log.warning("bad ring buffer record", extra={"error": str(exc)})
-            return
-        name = record.syscall_name
-        self._syscall_counts[name] = self._syscall_counts.get(name, 0) + 1
-        self.metrics.events.labels(name).inc()
-        event = self.translator.translate(record)
-        if event is not None:
-            self.batch.add(event, self._workload_of(event.cgroup_id), self.clock())
-            if len(self.batch.events) >= self.batch.max_events:
-                self._flush()
+
+    def _drain(self, timeout_ms: int) -> None:
+        """Take what the ring buffer holds, then translate it in kernel order."""
+        self.probe.drain(timeout_ms)
+        drained, self._drained = self._drained, []
+        changes = last_cwd_change(drained)
+        now = self.clock()
+        for index, record in enumerate(drained):
+            name = record.syscall_name
+            self._syscall_counts[name] = self._syscall_counts.get(name, 0) + 1
+            event = self.translator.translate(
+                record, proc_is_current=index >= changes.get(record.tgid, -1))
+            if event is not None:
+                self.batch.add(event, self._workload_of(event.cgroup_id), now)
+                if len(self.batch.events) >= self.batch.max_events:
+                    self._flush()
 
     # ------------------------------------------------------------ sending
 
@@ -194,7 +210,7 @@ class Tracer:
 
     def _resend_due(self) -> None:
         now = self.clock()
-        for count, batch in enumerate(self.pending.due(now, self.config.resend_after)):
+        for count, batch in enumerate(self.pending.due(now, self.resend_after)):
             if count >= RESEND_BATCHES_PER_TURN:
                 break
             message = EventBatch(Header(self.sender_id, batch.seq), batch.events,
@@ -220,6 +236,11 @@ class Tracer:
             pending_dropped=self.pending.dropped_events,
         )
         self.sender.send(stats)
+        for name, total in self._syscall_counts.items():
+            delta = total - self._exported_counts.get(name, 0)
+            if delta:
+                self.metrics.events.labels(name).inc(delta)
+                self._exported_counts[name] = total
         self.metrics.dropped.set(stats.kernel_dropped)
         self.metrics.read_failures.set(stats.read_failures)
         self.metrics.dedup_hits.set(counters.get(records.STAT_DEDUP_HITS, 0))
@@ -242,7 +263,7 @@ class Tracer:
         poll_ms = max(1, int(self.config.batch_max_delay * 1000 / 2))
         unresolved_seen = 0
         while not self.stop_requested.is_set():
-            self.probe.drain(poll_ms)
+            self._drain(poll_ms)
             now = self.clock()
             if self.batch.ready(now):
                 self._flush()
@@ -260,11 +281,12 @@ class Tracer:
         """Detach, drain what the ring buffer still holds, send it, close."""
         self.ready = False
         if self.probe is not None:
-            self.probe.detach()
-            self.probe.drain(0)
+            self.probe.pause()
+            self._drain(0)
             self._flush()
             self._resend_due()
             self._send_stats()
+            self.probe.detach()
             self.probe.close()
         self.checkpoints.close(linger=0)
         self.sender.close()
