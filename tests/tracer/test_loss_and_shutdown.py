@@ -113,7 +113,8 @@ def test_all_but_self_traces_others_never_itself_and_stops_cleanly(cgroup, tmp_p
         assert tracer.wait_for(lambda c: str(marker).encode() in c.paths(cgroup.id))
         tracer.settle(quiet=0.5)
         assert not [e for e in tracer.collected.events if e.tgid == tracer.proc.pid]
-        own = open(f"/proc/{tracer.proc.pid}/cgroup").read()
+        with open(f"/proc/{tracer.proc.pid}/cgroup") as handle:
+            own = handle.read()
         assert "0::/snoop-tracer-" in own, own
         programs = attached_program_ids(tracer.proc.pid)
         assert programs, "the tracer should hold BPF programs while it runs"
