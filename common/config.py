@@ -349,3 +349,7 @@ def describe(options: Sequence[Option] = OPTIONS) -> str:
             default = ",".join(default)
         lines.append(f"| `{option.env}` | `{option.flag}` | `{default}` | {option.help} |")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(describe())

@@ -87,6 +87,10 @@ class _Endpoint:
         self.endpoint = endpoint
         self._authenticator: ThreadAuthenticator | None = None
         self.socket = context.socket(kind)
+        if kind == zmq.PUSH:
+            # Queue nothing for peers that are not connected: a full or absent downstream
+            # shows up as a failed send, which the caller keeps and retries.
+            self.socket.setsockopt(zmq.IMMEDIATE, 1)
         self.socket.setsockopt(zmq.LINGER, LINGER_MS)
         self.socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
@@ -156,10 +160,6 @@ class Sender(_Endpoint):
     def __init__(self, context: zmq.Context, endpoint: str, *, bind: bool = False,
                  publish: bool = False, security: Security = Security()) -> None:
         super().__init__(context, zmq.PUB if publish else zmq.PUSH, endpoint, bind, security)
-        if not publish:
-            # Queue nothing for peers that are not connected: a full or absent downstream
-            # shows up as a failed send, which the caller keeps and retries.
-            self.socket.setsockopt(zmq.IMMEDIATE, 1)
         self.sent = 0
         self.blocked = 0
 

@@ -20,7 +20,8 @@ class PendingBatch:
     events: tuple[Event, ...]
     workloads: dict[int, Workload]
     created_at: float
-    last_sent: float  # 0 when it was never handed to the transport
+    last_sent: float  # 0 when it was never handed to the transport, or is due again
+    times_sent: int = 0
 
 
 class PendingBatches:
@@ -49,6 +50,12 @@ class PendingBatches:
                 self.events -= len(self._batches.pop(seq).events)
                 confirmed += 1
         return confirmed
+
+    def holes(self, below: int, sent_before: float) -> list[PendingBatch]:
+        """Unconfirmed batches older than a confirmed one: lost on the way (a downstream
+        process died with them), unless sent too recently to tell."""
+        return [b for b in self._batches.values()
+                if b.seq < below and 0.0 < b.last_sent < sent_before]
 
     def due(self, now: float, resend_after: float) -> Iterator[PendingBatch]:
         """Batches never sent, or sent longer than resend_after ago, oldest first."""

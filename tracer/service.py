@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL = 1.0
 STOP_DRAIN_SECONDS = 1.0
 RESEND_BATCHES_PER_TURN = 64
+# A batch this recent may still be on its way; only older unconfirmed ones are holes.
+HOLE_GRACE = 2.0
 
 
 def new_sender_id() -> str:
@@ -204,6 +206,7 @@ class Tracer:
         self.pending.add(pending)
         if self.sender.send(EventBatch(header, events, workloads, sent_at=now)):
             pending.last_sent = now
+            pending.times_sent = 1
             self.metrics.batches_sent.inc()
         else:
             self.metrics.send_blocked.inc()
@@ -215,12 +218,13 @@ class Tracer:
                 break
             message = EventBatch(Header(self.sender_id, batch.seq), batch.events,
                                  batch.workloads, sent_at=batch.created_at,
-                                 resend=batch.last_sent != 0.0)
+                                 resend=batch.times_sent > 0)
             if not self.sender.send(message):
                 self.metrics.send_blocked.inc()
                 break
-            if batch.last_sent:
+            if batch.times_sent:
                 self.metrics.batches_resent.inc()
+            batch.times_sent += 1
             batch.last_sent = now
 
     def _send_stats(self) -> None:
@@ -254,6 +258,12 @@ class Tracer:
                 ranges = message.persisted.get(self.sender_id)
                 if ranges:
                     self.pending.confirm(ranges)
+                    # Reporters persist in arrival order: a batch still unconfirmed while
+                    # a later one is confirmed was lost downstream. Re-send it now rather
+                    # than after the timeout.
+                    newest = max(last for _, last in ranges)
+                    for batch in self.pending.holes(newest, self.clock() - HOLE_GRACE):
+                        batch.last_sent = 0.0
 
     # ------------------------------------------------------------ loop
 

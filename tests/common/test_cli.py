@@ -1,0 +1,52 @@
+"""The `snoop` console script: subcommands listed, bad command lines exit 2 in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from snoop.cli.main import SUBCOMMANDS
+
+SNOOP = [sys.executable, "-m", "snoop.cli"]
+
+
+def run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNOOP, *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_every_subcommand():
+    result = run("--help")
+    assert result.returncode == 0
+    for name in ("tracer", "processor", "reporter", "run", "record", "report", "slim", "keys"):
+        assert name in SUBCOMMANDS
+        assert f"    {name}" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_each_subcommand_has_help(name):
+    result = run(name, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: snoop " + name)
+
+
+def test_unknown_subcommand_exits_2_with_one_line():
+    result = run("snooze")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "invalid choice: 'snooze'" in result.stderr
+
+
+def test_bad_flag_exits_2_with_one_line():
+    result = run("processor", "--no-such-flag")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "snoop processor: error: unrecognized arguments: --no-such-flag (see --help)"]
+
+
+def test_keys_writes_a_curve_key_pair(tmp_path):
+    result = run("keys", str(tmp_path), "node1")
+    assert result.returncode == 0
+    assert (tmp_path / "node1.key").exists()
+    assert (tmp_path / "node1.key_secret").stat().st_mode & 0o077 == 0
