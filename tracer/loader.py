@@ -103,10 +103,10 @@ class KernelProbe:
         self.compile_seconds = time.monotonic() - started
         self.attached = tuple(self.present) + ("sched_process_exec", "sched_process_fork",
                                                "sched_process_exit")
-        self._targets = self._bpf["targets"]
-        self._generation = self._bpf["generation"]
-        self._excluded = self._bpf["excluded_tgids"]
-        self._counters = self._bpf["counters"]
+        self._targets = self._bpf[b"targets"]
+        self._generation = self._bpf[b"generation"]
+        self._excluded = self._bpf[b"excluded_tgids"]
+        self._counters = self._bpf[b"counters"]
         self._ring_open = False
         self._closed = False
 
@@ -136,7 +136,7 @@ class KernelProbe:
             on_record(ctypes.string_at(data, size))
             return 0
 
-        self._bpf["events"].open_ring_buffer(callback)
+        self._bpf[b"events"].open_ring_buffer(callback)
         self._ring_open = True
 
     def drain(self, timeout_ms: int) -> None:
@@ -161,7 +161,7 @@ class KernelProbe:
 
     def pause(self) -> None:
         """Stop new events at once (programs stay attached but return immediately)."""
-        control = self._bpf["control"]
+        control = self._bpf[b"control"]
         control[control.Key(0)] = control.Leaf(1)
 
     def detach(self) -> None:
@@ -191,7 +191,7 @@ class KernelProbe:
 
     def layout(self) -> list[tuple[str, int, int]]:
         """(field, offset, size) of `struct event_hdr` as bcc compiled it."""
-        leaf = self._bpf["event_layout"].Leaf
+        leaf = self._bpf[b"event_layout"].Leaf
         return [(name, getattr(leaf, name).offset, getattr(leaf, name).size)
                 for name, _ in leaf._fields_]
 

@@ -1,0 +1,61 @@
+"""The record layout and syscall table are declared once on each side; they must agree."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from snoop.tracer import records
+from snoop.tracer.loader import BPF_SOURCE, KernelProbe
+from snoop.tracer.syscalls import SCHED_EVENTS, SYSCALLS
+
+C_SOURCE = BPF_SOURCE.read_text()
+
+
+@pytest.mark.bpf
+def test_python_header_matches_the_struct_bcc_compiled():
+    with KernelProbe() as probe:
+        compiled = probe.layout()
+    python_side = []
+    offset = 0
+    for name, code in zip(records.HEADER_FIELDS, records.HEADER.format[1:], strict=True):
+        size = {"Q": 8, "q": 8, "I": 4, "i": 4, "H": 2, "B": 1}[code]
+        python_side.append((name, offset, size))
+        offset += size
+    assert compiled == python_side
+    assert records.HEADER.size == offset
+
+
+def test_every_syscall_in_the_table_has_a_probe_and_back():
+    in_c = set(re.findall(r"#ifdef HAVE_(\w+)", C_SOURCE))
+    assert in_c == set(SYSCALLS)
+    for name in SCHED_EVENTS:
+        assert f"TRACEPOINT_PROBE(sched, {name})" in C_SOURCE
+
+
+def test_constants_agree_with_the_c_source():
+    def c_define(name: str) -> int:
+        return int(re.search(rf"#define {name} (\d+)", C_SOURCE).group(1))
+
+    assert c_define("KIND_FORK") == records.KIND_FORK
+    assert c_define("KIND_EXIT") == records.KIND_EXIT
+    assert c_define("KIND_DUP") == records.KIND_DUP
+    assert c_define("FLAG_READ_FAILED") == records.FLAG_READ_FAILED
+    assert c_define("FLAG_FROM_EXEC") == records.FLAG_FROM_EXEC
+    assert c_define("STAT_RINGBUF_FULL") == records.STAT_RINGBUF_FULL
+    assert c_define("SNOOP_PATH_MAX") == records.PATH_MAX
+
+
+def test_access_kinds_agree_with_the_protocol():
+    from snoop.common.protocol import AccessKind
+
+    for kind in AccessKind:
+        assert int(re.search(rf"#define KIND_{kind.name} (\d+)", C_SOURCE).group(1)) == kind
+
+
+def test_a_truncated_record_is_refused():
+    header = records.HEADER.pack(1, 2, 3, 0, -100, 10, 1, 0, 0, 0, 0)
+    with pytest.raises(records.RecordError):
+        records.decode(header + b"/etc")
+    assert records.decode(header + b"/etc/hosts").path == b"/etc/hosts"
