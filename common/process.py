@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
@@ -36,3 +38,11 @@ def start_health(config: config_mod.Config, registry: CollectorRegistry,
 
 def setup_logging(config: config_mod.Config, command: str):
     return logs.setup(command, config.log_level.value)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: the process's cue for an orderly stop."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop

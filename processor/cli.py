@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import sys
-import threading
 
-from snoop.common import logs
-from snoop.common.config import ConfigError, add_arguments, load
+from snoop.common import process
+from snoop.common.config import add_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,16 +13,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load(os.environ, args)
-    except ConfigError as exc:
-        for line in str(exc).splitlines():
-            print(f"snoop processor: config error: {line}", file=sys.stderr)
+    config = process.load_config(args, "processor")
+    if config is None:
         return 2
-    logs.setup("processor", config.log_level.value)
+    process.setup_logging(config, "processor")
     from snoop.processor.service import serve  # after config: a config error stays cheap
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    return serve(config, stop)
+    return serve(config, process.stop_on_signals())

@@ -23,15 +23,15 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     log = process.setup_logging(config, "tracer")
-    from snoop.tracer.service import Tracer, install_signal_handlers
+    from snoop.tracer.service import Tracer
 
     registry = CollectorRegistry()
+    stop = process.stop_on_signals()
     try:
-        tracer = Tracer(config, registry)
+        tracer = Tracer(config, registry, stop)
     except (TransportError, CgroupError, OSError) as exc:
         print(f"snoop tracer: {exc}", file=sys.stderr)
         return 2
-    install_signal_handlers(tracer)
     health = process.start_health(config, registry, lambda: tracer.ready, "tracer")
     if health is None:
         return 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -77,7 +76,7 @@ class BatchBuilder:
 
 
 class Tracer:
-    def __init__(self, config: Config, registry: CollectorRegistry,
+    def __init__(self, config: Config, registry: CollectorRegistry, stop: threading.Event,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
@@ -85,7 +84,7 @@ class Tracer:
         self.sender_id = new_sender_id()
         self.seq = 0
         self.started_at = clock()
-        self.stop_requested = threading.Event()
+        self.stop_requested = stop
         self.ready = False
         self.cgroup_root = cgroups.discover_cgroup2_root()
         self.index = cgroups.CgroupIndex(self.cgroup_root)
@@ -304,14 +303,3 @@ class Tracer:
         log.info("tracer stopped", extra={"pending_batches": len(self.pending),
                                           "sent": self.sender.sent})
         return 0
-
-    def request_stop(self, *_args) -> None:
-        self.stop_requested.set()
-
-
-def install_signal_handlers(tracer: Tracer) -> None:
-    signal.signal(signal.SIGTERM, tracer.request_stop)
-    signal.signal(signal.SIGINT, tracer.request_stop)
-
-
-__all__ = ["Tracer", "TargetMode", "install_signal_handlers"]
