@@ -45,6 +45,8 @@ class RecordTranslator:
         record (a later record shows it), so /proc cannot stand in for the model.
         """
         kind = record.kind
+        if proc_is_current and kind != records.KIND_EXIT and not self.resolver.knows(record.tgid):
+            self.resolver.prime(record.pid, record.tgid)
         if kind == records.KIND_FORK:
             self.resolver.on_fork(record.tgid, record.ret)
             return None

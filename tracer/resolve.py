@@ -113,6 +113,22 @@ class PathResolver:
         self._fd_count += len(child.fds)
         self._enforce_fd_budget(child_tgid)
 
+    def prime(self, pid: int, tgid: int) -> None:
+        """Learn an unknown process's cwd from /proc now, while it is surely alive.
+
+        Called on the first record of a process the model has not seen (its parent was
+        not traced, or it predates the tracer), and for a parent about to fork: a child
+        that lives a millisecond is gone before /proc could be asked about it, but it
+        inherits what its parent's model holds.
+        """
+        process = self._processes.get(tgid)
+        if process is None or process.cwd is None:
+            self._cwd(pid, tgid)
+
+    def knows(self, tgid: int) -> bool:
+        process = self._processes.get(tgid)
+        return process is not None and process.cwd is not None
+
     def on_exit(self, tgid: int) -> None:
         self._drop(tgid)
 
