@@ -120,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
         def enter_cgroup() -> None:
             with open(os.path.join(target_dir, "cgroup.procs"), "w") as handle:
                 handle.write("0")
+            # Now traced: a chdir to where it already is tells the tracer the cwd, as a
+            # container runtime's init does, so CMD's relative paths resolve.
+            os.chdir(os.getcwd())
 
         try:
             child = subprocess.Popen(command, preexec_fn=enter_cgroup)

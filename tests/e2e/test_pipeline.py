@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.strace_oracle import strace_paths
 from tests.tracer.harness import make_test_cgroup
 
 pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
@@ -152,31 +152,6 @@ def snoop_run(tmp_path, cgroup):
         running.close()
 
 
-# ---------------------------------------------------------------- strace oracle
-
-_QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"')
-
-
-def _unescape(text: bytes) -> bytes:
-    return text.decode("unicode_escape").encode("latin-1")
-
-
-def strace_paths(argv: list[str], cwd: str | None = None) -> set[bytes]:
-    """Absolute paths `argv` passes to file syscalls, as strace sees them."""
-    out = subprocess.run(
-        ["strace", "-f", "-qq", "-s", "4096", "-xx", "-e", "trace=%file", "-o", "/dev/stderr",
-         *argv],
-        capture_output=True, cwd=cwd, timeout=120)
-    paths = set()
-    for line in out.stderr.splitlines():
-        for match in _QUOTED.finditer(line):
-            value = _unescape(match.group(1))
-            if value.startswith(b"/"):
-                paths.add(os.path.normpath(value))
-            break  # the first string argument of a file syscall is its path
-    return paths
-
-
 def excluded(path: bytes) -> bool:
     return any(path == p or path.startswith(p + b"/") for p in EXCLUDED)
 
@@ -188,7 +163,7 @@ def test_report_holds_exactly_the_workload_paths_minus_exclusions(snoop_run, cgr
     cat = os.path.realpath(shutil.which("cat"))
     argv = [cat, "/etc/hostname", "/etc/passwd", "/etc/os-release", "/proc/self/status",
             "/dev/null"]
-    oracle = {p for p in strace_paths(argv) if not excluded(p)}
+    oracle = {p for p in strace_paths(argv, os.getcwd()) if not excluded(p)}
     assert b"/etc/passwd" in oracle and cat.encode() in oracle
     result = cgroup.run(argv, stdout=subprocess.DEVNULL)
     assert result.returncode == 0

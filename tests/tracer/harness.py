@@ -62,6 +62,7 @@ class TestCgroup:
         def enter() -> None:
             with open(procs, "w") as handle:
                 handle.write("0")
+            os.chdir(os.getcwd())  # traced: the tracer learns the cwd, as from runc's init
 
         kwargs.setdefault("timeout", 120)
         return subprocess.run(argv, preexec_fn=enter, check=False, **kwargs)
@@ -72,6 +73,7 @@ class TestCgroup:
         def enter() -> None:
             with open(procs, "w") as handle:
                 handle.write("0")
+            os.chdir(os.getcwd())  # traced: the tracer learns the cwd, as from runc's init
 
         return subprocess.Popen(argv, preexec_fn=enter, **kwargs)
 
