@@ -131,8 +131,8 @@ def report(figures: dict[str, object]) -> None:
     growth = figures["rss_peak_while_tracing"] - figures["rss_after_start"]
     print(f"tracer RSS after start: {figures['rss_after_start'] / MIB:.1f} MiB = "
           f"{figures['rss_anon_after_start'] / MIB:.1f} MiB anonymous + "
-          f"{figures['rss_file_after_start'] / MIB:.1f} MiB file-backed (mostly LLVM/clang "
-          f"code the compile touched) + shared (the ring buffer); peak so far (VmHWM): "
+          f"{figures['rss_file_after_start'] / MIB:.1f} MiB file-backed (LLVM/clang code "
+          f"the compile touched, the ring buffer's mapping); peak so far (VmHWM): "
           f"{figures['hwm_after_start'] / MIB:.1f} MiB")
     print(f"tracer RSS while tracing {n:,} unique paths (stat flood, "
           f"{figures['flood_seconds']:.2f}s): peak {figures['rss_peak_while_tracing'] / MIB:.1f}"
