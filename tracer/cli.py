@@ -8,7 +8,7 @@ import sys
 from prometheus_client import CollectorRegistry
 
 from snoop.common import config as config_mod
-from snoop.common import process
+from snoop.common import preflight, process
 from snoop.common.transport import TransportError
 from snoop.tracer.cgroups import CgroupError
 from snoop.tracer.loader import LoadError
@@ -22,6 +22,11 @@ def run(args: argparse.Namespace) -> int:
     config = process.load_config(args, "tracer")
     if config is None:
         return 2
+    problems = preflight.problems()
+    if problems:
+        for problem in problems:
+            print(f"snoop tracer: BPF cannot work here: {problem}", file=sys.stderr)
+        return 1
     log = process.setup_logging(config, "tracer")
     from snoop.tracer.service import Tracer
 

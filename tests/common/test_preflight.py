@@ -1,0 +1,17 @@
+"""Where BPF cannot work, the tracer says which piece is missing, in one line each."""
+
+import subprocess
+import sys
+
+
+def test_tracer_as_an_unprivileged_user_names_the_missing_privilege():
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "snoop.cli", "tracer", "--target-mode", "cgroup",
+         "--target-cgroup", "/nothing"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith("snoop tracer: BPF cannot work here: ") for line in lines)
+    assert any("not root" in line for line in lines)
+    assert "Traceback" not in result.stderr
