@@ -123,11 +123,18 @@ class SnoopRun:
             raise
 
     def close(self) -> None:
+        """Whatever happened, leave no Snoop process of this run behind."""
         if self.proc.poll() is None:
+            children = []
+            for program in ("tracer", "processor", "reporter"):
+                with contextlib.suppress(subprocess.CalledProcessError, ValueError):
+                    children.append(self.pid_of(program))
             self.proc.kill()
             self.proc.wait()
-            # supervisord's children are in its process group only when it made one;
-            # end them by pid from its config directory's pidfile where still alive.
+            for pid in children:
+                if pid > 0:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
         self._log.close()
 
 
