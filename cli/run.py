@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     conf_path = os.path.join(config.run_dir, "supervisord.conf")
     with open(conf_path, "w") as handle:
         handle.write(supervisor_conf.render(
-            envs, config.run_dir, snoop))
+            envs, config.run_dir, snoop, user="root" if os.geteuid() == 0 else ""))
     supervisord = shutil.which("supervisord", path=os.path.dirname(sys.executable)) \
         or shutil.which("supervisord")
     if supervisord is None:

@@ -24,11 +24,12 @@ def metrics_addr_for(base_addr: str, offset: int) -> str:
 
 
 def render(env_by_program: Mapping[str, Mapping[str, str]], run_dir: str,
-           snoop_executable: str = "") -> str:
+           snoop_executable: str = "", user: str = "") -> str:
     executable = snoop_executable or f"{sys.executable} -m snoop.cli"
     lines = [
         "[supervisord]",
         "nodaemon=true",
+        *([f"user={user}"] if user else []),
         f"pidfile={run_dir}/supervisord.pid",
         "logfile=/dev/null",
         "logfile_maxbytes=0",
