@@ -18,7 +18,7 @@ import time
 import urllib.request
 from dataclasses import replace
 
-from snoop.cli.run import isolate
+from snoop.cli.run import isolate, leave
 from snoop.common import config as config_mod
 from snoop.common import process
 from snoop.tracer import cgroups
@@ -70,6 +70,17 @@ def _stop(proc: subprocess.Popen, name: str) -> None:
             proc.wait()
 
 
+def _kill_leftovers(cgroup_dir: str) -> None:
+    """Processes CMD left running (daemons) would keep its cgroup alive forever."""
+    kill = os.path.join(cgroup_dir, "cgroup.kill")
+    if os.path.exists(kill):
+        try:
+            with open(kill, "w") as handle:
+                handle.write("1")
+        except OSError:
+            pass
+
+
 def run(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
@@ -87,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, cgroups.CgroupError) as exc:
         print(f"snoop record: {exc}", file=sys.stderr)
         return 2
-    isolate("record")
+    made = isolate("record")
     target_rel = f"/snoop-record-{os.getpid()}"
     target_dir = root + target_rel
     os.makedirs(target_dir, exist_ok=True)
@@ -140,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
         for name in ("tracer", "processor", "reporter"):
             if name in procs:
                 _stop(procs[name], name)
+        _kill_leftovers(target_dir)
         cgroups.remove_cgroup(target_dir)
+        leave(made)
         for leftover in os.listdir(run_dir):
             os.unlink(os.path.join(run_dir, leftover))
         os.rmdir(run_dir)

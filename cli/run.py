@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
+import subprocess
 import sys
 
 from snoop.cli import supervisor_conf
@@ -24,19 +26,32 @@ def child_environ(config: config_mod.Config, metrics_offset: int) -> dict[str, s
     return env
 
 
-def isolate(command: str) -> None:
+def isolate(command: str) -> str:
     """Give Snoop a cgroup of its own when it shares the root cgroup with everything.
 
     Its children (supervisord's programs) inherit it, so the tracer can exclude
-    Snoop's own file accesses by cgroup.
+    Snoop's own file accesses by cgroup. Returns the cgroup made, or "" if none.
     """
     try:
         root = cgroups.discover_cgroup2_root()
         if cgroups.read_self_cgroup() == "/":
-            cgroups.isolate_self(root, f"snoop-{os.getpid()}")
+            return cgroups.isolate_self(root, f"snoop-{os.getpid()}")
     except (OSError, cgroups.CgroupError) as exc:
         print(f"snoop {command}: cannot move Snoop into its own cgroup: {exc}",
               file=sys.stderr)
+    return ""
+
+
+def leave(made: str) -> None:
+    """Undo `isolate`: back to the root cgroup, and remove the one made."""
+    if not made:
+        return
+    try:
+        root = cgroups.discover_cgroup2_root()
+        cgroups.move_process(root, os.getpid())
+        cgroups.remove_cgroup(cgroups.abspath(root, made), timeout=5.0)
+    except (OSError, cgroups.CgroupError) as exc:
+        print(f"snoop: cannot remove cgroup {made}: {exc}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(config.report_dir, exist_ok=True)
     else:
         os.makedirs(os.path.dirname(os.path.abspath(config.report_path)), exist_ok=True)
-    isolate("run")
+    made = isolate("run")
     envs = {name: child_environ(config, offset)
             for name, offset in supervisor_conf.METRICS_OFFSETS.items()}
     snoop = shutil.which("snoop", path=os.path.dirname(sys.executable)) or ""
@@ -61,6 +76,23 @@ def run(args: argparse.Namespace) -> int:
     if supervisord is None:
         print("snoop run: supervisord not found (pip install supervisor)", file=sys.stderr)
         return 2
-    # supervisord takes over this process: SIGTERM to `snoop run` reaches it directly.
-    os.execv(supervisord, [supervisord, "-n", "-c", conf_path])
-    return 0  # not reached
+    try:
+        return supervise(supervisord, conf_path)
+    finally:
+        leave(made)
+
+
+def supervise(supervisord: str, conf_path: str) -> int:
+    """Run supervisord until it exits; SIGTERM, SIGINT and SIGHUP reach it once each.
+
+    It runs in a session of its own, so a Ctrl-C on the terminal is not delivered twice.
+    """
+    child = subprocess.Popen([supervisord, "-n", "-c", conf_path], start_new_session=True)
+
+    def forward(signum: int, _frame) -> None:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    return child.wait()

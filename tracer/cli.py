@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     except (TransportError, CgroupError, OSError) as exc:
         print(f"snoop tracer: {exc}", file=sys.stderr)
         return 2
-    health = process.start_health(config, registry, lambda: tracer.ready, "tracer")
+    health = process.start_health(config, registry, lambda: tracer.is_ready, "tracer")
     if health is None:
         return 2
     try:

@@ -86,6 +86,7 @@ class Tracer:
         self.started_at = clock()
         self.stop_requested = stop
         self.ready = False
+        self._made_cgroup = ""
         self.cgroup_root = cgroups.discover_cgroup2_root()
         self.index = cgroups.CgroupIndex(self.cgroup_root)
         self.resolver = PathResolver()
@@ -137,8 +138,25 @@ class Tracer:
         own = cgroups.read_self_cgroup()
         if own == "/" and config.target_mode is TargetMode.ALL_BUT_SELF:
             own = cgroups.isolate_self(self.cgroup_root, f"snoop-tracer-{os.getpid()}")
+            self._made_cgroup = own
             log.info("moved the tracer into a cgroup of its own", extra={"cgroup": own})
         return own
+
+    def _leave_own_cgroup(self) -> None:
+        """Back to the root cgroup, and remove the one made at start (if any)."""
+        if not self._made_cgroup:
+            return
+        try:
+            cgroups.move_process(self.cgroup_root, os.getpid())
+            cgroups.remove_cgroup(cgroups.abspath(self.cgroup_root, self._made_cgroup))
+        except cgroups.CgroupError as exc:
+            log.warning("cannot remove the tracer's cgroup", extra={"error": str(exc)})
+
+    @property
+    def is_ready(self) -> bool:
+        """Attached, and tracing at least one cgroup (a target that is not found yet,
+        such as a pod Snoop cannot see from its cgroup namespace, is not ready)."""
+        return self.ready and bool(self.watcher.current.include)
 
     def _refresh_targets(self) -> None:
         try:
@@ -300,6 +318,7 @@ class Tracer:
         self.checkpoints.close(linger=0)
         self.sender.close()
         self.context.term()
+        self._leave_own_cgroup()
         log.info("tracer stopped", extra={"pending_batches": len(self.pending),
                                           "sent": self.sender.sent})
         return 0

@@ -186,6 +186,10 @@ def test_sigterm_writes_the_final_report_and_exits_0(snoop_run, cgroup, tmp_path
     cgroup.run(["cat", str(marker)], stdout=subprocess.DEVNULL)
     assert snoop_run.stop() == 0, snoop_run.log()
     assert str(marker).encode() in snoop_run.files()
+    from snoop.tracer import cgroups
+
+    own = os.path.join(cgroups.discover_cgroup2_root(), f"snoop-{snoop_run.proc.pid}")
+    assert not os.path.exists(own), "snoop run left its cgroup behind"
     data = json.loads(snoop_run.report.read_bytes())
     assert data["files"] == sorted(data["files"])
     for field in ("container_id", "image_ref", "image_digest", "pod_name", "namespace",
