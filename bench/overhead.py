@@ -1,9 +1,11 @@
 """What tracing costs the traced workload: Snoop beside bcc's opensnoop and strace.
 
 One run measures every tool on the same machine: no tracer (the baseline), `snoop tracer`
-(targeting only the workload's cgroup, its events drained by a stand-in processor), bcc's
-opensnoop (for the workload's cgroup through --cgroupmap), libbpf-tools' opensnoop where
-installed (system-wide: it has no cgroup filter) and `strace -f -e trace=%file`.
+(targeting only the workload's cgroup, its events drained by a stand-in processor), the
+same tracer targeting another, empty cgroup (what Snoop costs the workloads beside the one
+it traces: its hooks run for every process), bcc's opensnoop (for the workload's cgroup
+through --cgroupmap), libbpf-tools' opensnoop where installed (system-wide: it has no
+cgroup filter) and `strace -f -e trace=%file`.
 
 Every workload runs in a test cgroup under `runner` (bench/workloads/runner.c), which
 reports the wall time and the user+system CPU of the workload alone, measured from inside
@@ -154,16 +156,19 @@ class Tool:
 
 
 class Snoop(Tool):
-    name = "snoop"
+    """`snoop tracer` for `target`: the workload's cgroup, or another one, to measure what
+    Snoop costs the neighbours of what it traces (its hooks run for every process)."""
 
-    def __init__(self, cgroup: benchlib.TestCgroup) -> None:
-        self.cgroup = cgroup
-        self.scope = f"cgroup {cgroup.rel} (SNOOP_TARGET_MODE=cgroup), stand-in processor"
+    def __init__(self, target: benchlib.TestCgroup, name: str = "snoop",
+                 scope: str = "the workload's cgroup") -> None:
+        self.name = name
+        self.target = target
+        self.scope = f"{scope}: {target.rel} (SNOOP_TARGET_MODE=cgroup), stand-in processor"
         self.tracer: benchlib.SnoopTracer | None = None
         self.pending_dropped = 0
 
     def start(self) -> None:
-        self.tracer = benchlib.SnoopTracer(self.cgroup.rel)
+        self.tracer = benchlib.SnoopTracer(self.target.rel)
         self.settle()
 
     def stop(self) -> None:
@@ -543,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds strace takes part in (default 3, --quick 1): it is slow")
     parser.add_argument("--json", metavar="OUT", help="also write every run and the summary")
     parser.add_argument("--only", help="comma-separated workloads to run (default: all)")
+    parser.add_argument("--no-neighbour", action="store_true",
+                        help="skip snoop tracing another cgroup (the cost to neighbours)")
     parser.add_argument("--no-install", action="store_true",
                         help="do not apt-get install bpfcc-tools, libbpf-tools or strace")
     args = parser.parse_args(argv)
@@ -558,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     scratch = tempfile.mkdtemp(prefix="snoop-bench-")
     cgroup = benchlib.make_test_cgroup("snoop-bench")
+    neighbour: benchlib.TestCgroup | None = None
     cgroup_map: CgroupMap | None = None
     notes: list[str] = []
     try:
@@ -571,6 +579,10 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, subprocess.CalledProcessError) as exc:
             notes.append(f"no pinned cgroup map for opensnoop ({exc}): it runs system-wide")
         tools: list[Tool] = [Tool(), Snoop(cgroup)]
+        if not args.no_neighbour:
+            neighbour = benchlib.make_test_cgroup("snoop-bench-other")
+            tools.append(Snoop(neighbour, "snoop-neighbour",
+                               "another, empty cgroup (what the workload pays untraced)"))
         bcc_tool, bcc_note = opensnoop_bcc(cgroup_map, scratch)
         notes.append(f"{OPENSNOOP_BCC}: {bcc_note}")
         if bcc_tool:
@@ -596,13 +608,15 @@ def main(argv: list[str] | None = None) -> int:
         for workload in work:  # warm the page cache and the .pyc files: not measured
             measure(Tool(), workload, cgroup, helpers["runner"], scratch, -1, {})
         runs = run_rounds(tools, work, cgroup, helpers["runner"], scratch, reps, strace_reps)
-        snoop = next(t for t in tools if isinstance(t, Snoop))
-        notes.append(f"snoop: {snoop.pending_dropped:,} events given up by the tracer's "
+        pending_dropped = sum(t.pending_dropped for t in tools if isinstance(t, Snoop))
+        notes.append(f"snoop: {pending_dropped:,} events given up by the tracer's "
                      "re-send buffer over the whole run")
     finally:
         if cgroup_map is not None:
             cgroup_map.remove()
         cgroup.remove()
+        if neighbour is not None:
+            neighbour.remove()
         shutil.rmtree(scratch, ignore_errors=True)
 
     rows = summarize(runs, tools, work)
