@@ -406,7 +406,13 @@ def measure(tool: Tool, workload: Workload, cgroup: benchlib.TestCgroup, runner:
     pid = tool.pid
     cpu_before = benchlib.process_cpu_seconds(pid) if pid else 0.0
     with open(err, "wb") as err_handle:
-        proc = cgroup.popen(argv, stdout=subprocess.DEVNULL, stderr=err_handle)
+        try:
+            proc = cgroup.popen(argv, stdout=subprocess.DEVNULL, stderr=err_handle)
+        except subprocess.SubprocessError as exc:
+            # The child could not join the cgroup (or chdir) before exec.
+            state = "exists" if os.path.isdir(cgroup.path) else "is gone"
+            raise RuntimeError(f"cannot start {workload.name} in {cgroup.path} ({state}): "
+                               f"{exc}") from exc
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
