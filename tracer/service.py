@@ -87,6 +87,7 @@ class Tracer:
         self.stop_requested = stop
         self.ready = False
         self._made_cgroup = ""
+        self._reporter = ""  # identity of the reporter whose checkpoints arrive
         self.cgroup_root = cgroups.discover_cgroup2_root()
         self.index = cgroups.CgroupIndex(self.cgroup_root)
         self.resolver = PathResolver()
@@ -272,6 +273,11 @@ class Tracer:
         for message in self.checkpoints.recv_all(limit=100):
             if isinstance(message, Checkpoint):
                 self.metrics.checkpoints.inc()
+                if message.header.sender != self._reporter and self._reporter:
+                    # A new reporter: what the old one had not persisted died with it.
+                    for batch in self.pending.holes(self.seq + 1, self.clock() - 0.5):
+                        batch.last_sent = 0.0
+                self._reporter = message.header.sender
                 ranges = message.persisted.get(self.sender_id)
                 if ranges:
                     self.pending.confirm(ranges)

@@ -199,11 +199,12 @@ def test_sigterm_writes_the_final_report_and_exits_0(snoop_run, cgroup, tmp_path
 
 
 def test_sigkill_of_each_process_loses_nothing_downstream(snoop_run, cgroup, tmp_path):
-    """Kill tracer, processor and reporter in turn while a workload touches new files.
+    """Kill processor, reporter and tracer in turn while a workload touches new files.
 
-    Files touched while the processor or reporter is dead must reach the report (the
-    tracer re-sends what no checkpoint confirmed). While the tracer itself is dead
-    nothing can be seen; its restart is awaited before files count as expected.
+    After each kill and restart, every file touched so far must reach the report: files
+    touched while the processor or reporter was dead come from the tracer's re-sends.
+    While the tracer itself is dead nothing can be seen; that window (and the last
+    batch delay before its kill) is not counted as expected.
     """
     work = tmp_path / "work"
     work.mkdir()
@@ -232,11 +233,15 @@ def test_sigkill_of_each_process_loses_nothing_downstream(snoop_run, cgroup, tmp
                 torn_reads.append(str(exc))
             time.sleep(0.01)
 
+    tracer_down: list[tuple[float, float]] = []
+
+    def expected_until(moment: float) -> set[bytes]:
+        return {path for when, path in list(touched) if when <= moment
+                and not any(down - 0.2 <= when <= up for down, up in tracer_down)}
+
     threads = [threading.Thread(target=workload), threading.Thread(target=watch_report)]
     for thread in threads:
         thread.start()
-    tracer_down: list[tuple[float, float]] = []
-    kills: list[tuple[str, float]] = []
     start = time.monotonic()
     try:
         for program in ("processor", "reporter", "tracer"):
@@ -244,33 +249,31 @@ def test_sigkill_of_each_process_loses_nothing_downstream(snoop_run, cgroup, tmp
             pid = snoop_run.pid_of(program)
             killed_at = time.monotonic()
             os.kill(pid, signal.SIGKILL)
-            kills.append((program, killed_at))
-            deadline = time.monotonic() + READY_TIMEOUT
             port = snoop_run.port + {"tracer": 0, "processor": 1, "reporter": 2}[program]
+            deadline = time.monotonic() + READY_TIMEOUT
             time.sleep(0.5)
             while not ready(port):
                 assert time.monotonic() < deadline, f"{program} not restarted"
                 time.sleep(0.1)
             if program == "tracer":
                 tracer_down.append((killed_at, time.monotonic()))
-        time.sleep(2.0)
+            time.sleep(1.0)
+            wanted = expected_until(time.monotonic())
+            missing = snoop_run.wait_for_files(wanted, timeout=45)
+            when = {path: moment for moment, path in touched}
+            assert not missing, (
+                f"after killing the {program} at {killed_at - start:.2f}s: {len(missing)} of "
+                f"{len(wanted)} files missing, touched at "
+                f"{sorted(round(when[p] - start, 2) for p in missing)}s")
     finally:
         stop.set()
         for thread in threads:
             thread.join(30)
     assert snoop_run.stop() == 0, snoop_run.log()
-    # A SIGKILLed tracer loses what it had read but not yet sent (one batch delay, 20 ms
-    # by default); files touched just before its kill are not counted as expected.
-    expected = {path for moment, path in touched
-                if not any(down - 0.2 <= moment <= up for down, up in tracer_down)}
+    expected = expected_until(time.monotonic())
     assert len(expected) > 30
     missing = expected - snoop_run.files()
-    when = {path: moment for moment, path in touched}
-    assert not missing, (
-        f"{len(missing)} of {len(expected)} files missing, touched at "
-        f"{sorted(round(when[p] - start, 2) for p in missing)}s; kills at "
-        f"{[(name, round(t - start, 2)) for name, t in kills]}, tracer down "
-        f"{[(round(a - start, 2), round(b - start, 2)) for a, b in tracer_down]}")
+    assert not missing, f"{len(missing)} of {len(expected)} files missing after the stop"
     assert not torn_reads
 
 

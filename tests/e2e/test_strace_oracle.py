@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 
 import pytest
@@ -14,7 +15,6 @@ from tests.tracer.harness import TracerHarness, make_test_cgroup
 
 pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXCLUDED = (b"/proc", b"/sys", b"/dev")
 
 
@@ -43,6 +43,18 @@ def workdir(tmp_path_factory):
     (base / "tree" / "a" / "b").mkdir(parents=True)
     (base / "tree" / "a" / "b" / "f.txt").write_text("x")
     (base / "tree" / "top.txt").write_text("y")
+    repo = base / "repo"
+    repo.mkdir()
+    (repo / "a.txt").write_text("a\n")
+    (repo / "sub").mkdir()
+    (repo / "sub" / "b.txt").write_text("b\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    (repo / "a.txt").write_text("changed\n")
+    (repo / "new.txt").write_text("n\n")
+    subprocess.run([*git, "status"], check=True, stdout=subprocess.DEVNULL)  # settle index
     return str(base)
 
 
@@ -52,7 +64,9 @@ PROGRAMS = {
     "sh-cd-loop": ["sh", "-c", "cd tree && for f in top.txt a/b/f.txt; do cat $f; done; "
                    "cd a && ls -R .. && cat ../../hello.c"],
     "bash-glob": ["bash", "-c", "cd /etc && for f in *.conf; do wc -l \"$f\"; done"],
-    "git": ["git", "-C", REPO, "status", "--short"],
+    # --no-optional-locks: status does not rewrite the index, so both runs do the same.
+    "git": ["git", "--no-optional-locks", "-C", "repo", "status", "--short"],
+    "git-log": ["git", "-C", "repo", "log", "--stat", "--oneline"],
     "tar": ["tar", "czf", "out.tgz", "tree", "hello.c"],
     "find": ["find", "tree", "-name", "*.txt", "-newer", "hello.c"],
     "perl": ["perl", "-MPOSIX", "-MFile::Find", "-e", "find(sub {}, 'tree')"],
