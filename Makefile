@@ -4,10 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA := $(CURDIR)/data
 
-.PHONY: setup run test lint unit bench clean
+.PHONY: setup setup-test run test lint bench clean
 
 setup:
 	@bash scripts/setup.sh
+
+setup-test:
+	@bash scripts/setup.sh --test
 
 run: setup
 	@mkdir -p $(DATA)
@@ -17,10 +20,10 @@ run: setup
 lint: setup
 	@$(VENV)/bin/ruff check .
 
-test: setup lint
+test: setup-test lint
 	@$(PY) -m pytest -q
 
-bench: setup
+bench: setup-test
 	@$(PY) bench/run_all.py
 
 clean:

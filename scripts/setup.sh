@@ -8,6 +8,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 KREL="$(uname -r)"
 APT_PACKAGES=(python3-bpfcc bpftool python3-venv python3-pip)
+# What the tests and benchmarks use beside Snoop (`setup.sh --test`): strace is the
+# capture oracle; debootstrap and Docker build the images the slimming and container
+# tests run; opensnoop (bpfcc-tools) is the benchmark's yardstick.
+TEST_APT_PACKAGES=(strace debootstrap docker.io docker-compose gcc git perl bpfcc-tools)
 
 say() { echo "setup: $*"; }
 
@@ -100,8 +104,9 @@ ensure_tracefs() {
 }
 
 main() {
-    local missing
-    missing="$(missing_packages "${APT_PACKAGES[@]}")"
+    local missing wanted=("${APT_PACKAGES[@]}")
+    [ "${1:-}" = "--test" ] && wanted+=("${TEST_APT_PACKAGES[@]}")
+    missing="$(missing_packages "${wanted[@]}")"
     # shellcheck disable=SC2086
     [ -n "$missing" ] && apt_install $missing
     ensure_headers
