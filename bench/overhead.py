@@ -549,7 +549,7 @@ def print_legend(tools: list[Tool], notes: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run (about a minute)")
-    parser.add_argument("--reps", type=int, help="rounds (default 5, --quick 2)")
+    parser.add_argument("--reps", type=int, help="rounds (default 5, --quick 1)")
     parser.add_argument("--strace-reps", type=int,
                         help="rounds strace takes part in (default 3, --quick 1): it is slow")
     parser.add_argument("--json", metavar="OUT", help="also write every run and the summary")
@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         print("overhead: must run as root (BPF, cgroups)", file=sys.stderr)
         return 2
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
-    reps = args.reps or (2 if args.quick else 5)
+    reps = args.reps or (1 if args.quick else 5)
     strace_reps = min(reps, args.strace_reps or (1 if args.quick else 3))
     ensure_packages(not args.no_install)
 
