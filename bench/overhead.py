@@ -172,14 +172,17 @@ class Snoop(Tool):
         self.settle()
 
     def stop(self) -> None:
-        if self.tracer is not None:
+        tracer, self.tracer = self.tracer, None
+        if tracer is None:
+            return
+        try:
             # Events given up by the re-send buffer: only the tracer's stats say.
-            self.pending_dropped += self.tracer.fresh_stats().pending_dropped
-            code, _ = self.tracer.stop()
-            self.tracer.close()
-            self.tracer = None
-            if code != 0:
-                raise ToolError(f"snoop tracer exited {code}")
+            self.pending_dropped += tracer.fresh_stats().pending_dropped
+            code, _ = tracer.stop()
+        finally:
+            tracer.close()
+        if code != 0:
+            raise ToolError(f"snoop tracer exited {code}")
 
     @property
     def pid(self) -> int | None:
@@ -452,8 +455,8 @@ def run_rounds(tools: list[Tool], work: list[Workload], cgroup: benchlib.TestCgr
             if isinstance(tool, Strace) and round_no >= strace_reps:
                 continue
             started = time.monotonic()
-            tool.start()
             try:
+                tool.start()
                 counts = tool.counters()
                 for workload in rotate(work, round_no):
                     run, counts = measure(tool, workload, cgroup, runner, scratch, round_no,
