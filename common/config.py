@@ -72,7 +72,7 @@ class Config:
     batch_max_events: int = 1000
     batch_max_delay: float = 0.02
     # delivery
-    pending_max: int = 1_000_000
+    pending_max: int = 250_000
     resend_after: float = 10.0
     max_unique_files: int = 1_000_000
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -88,8 +88,9 @@ class Workload:
     container_id: str = ""
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    """One file access. A NamedTuple (immutable, cheap to create: one per event)."""
+
     cgroup_id: int
     pid: int
     tgid: int

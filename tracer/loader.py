@@ -7,6 +7,7 @@ per-CPU counters, and the ring buffer drain.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -69,6 +70,12 @@ def cflags_for(settings: KernelSettings, present: Iterable[str]) -> list[str]:
     ]
 
 
+def _return_freed_heap() -> None:
+    """Give the compiler's freed heap back to the system (glibc keeps it otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class KernelProbe:
     """The loaded, attached program. Use as a context manager, or call close()."""
 
@@ -100,6 +107,7 @@ class KernelProbe:
             os.close(stderr_fd)
             os.close(devnull)
         self._bpf.free_bcc_memory()
+        _return_freed_heap()
         self.compile_seconds = time.monotonic() - started
         self.attached = tuple(self.present) + ("sched_process_exec", "sched_process_fork",
                                                "sched_process_exit")

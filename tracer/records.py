@@ -7,7 +7,7 @@ the header is followed by `path_len` bytes of path, without a NUL.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from snoop.tracer.syscalls import name_of
 
@@ -39,8 +39,10 @@ class RecordError(ValueError):
     """A ring buffer record shorter than its header says."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One decoded record. A NamedTuple: the tracer builds one per event, and a tuple
+    is several times cheaper to create than a frozen dataclass."""
+
     cgroup_id: int
     pid: int
     tgid: int

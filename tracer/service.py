@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from snoop.common.protocol import (
     Workload,
 )
 from snoop.common.transport import Receiver, Security, Sender, new_context
-from snoop.tracer import cgroups, records
+from snoop.tracer import cgroups, records, syscalls
 from snoop.tracer.events import RecordTranslator, last_cwd_change
 from snoop.tracer.loader import KernelProbe, KernelSettings
 from snoop.tracer.metrics import TracerMetrics
@@ -107,7 +108,8 @@ class Tracer:
                                     {MessageType.CHECKPOINT}, bind=False, subscribe=True,
                                     security=security)
         self.probe: KernelProbe | None = None
-        self._syscall_counts: dict[str, int] = {}
+        # Records per syscall index (cheaper per event than names; see syscall_counts).
+        self._counts_by_index = defaultdict(int)
         self._drained: list[records.Record] = []
         self._exported_counts: dict[str, int] = {}
 
@@ -198,9 +200,9 @@ class Tracer:
         drained, self._drained = self._drained, []
         changes = last_cwd_change(drained)
         now = self.clock()
+        counts = self._counts_by_index
         for index, record in enumerate(drained):
-            name = record.syscall_name
-            self._syscall_counts[name] = self._syscall_counts.get(name, 0) + 1
+            counts[record.syscall] += 1
             event = self.translator.translate(
                 record, proc_is_current=index >= changes.get(record.tgid, -1))
             if event is not None:
@@ -253,12 +255,12 @@ class Tracer:
             kernel_dropped=counters.get(records.STAT_RINGBUF_FULL, 0),
             read_failures=counters.get(records.STAT_READ_FAILED, 0),
             unresolved=self.translator.unresolved,
-            events_by_syscall=dict(self._syscall_counts),
+            events_by_syscall=self.syscall_counts(),
             attached=self.probe.attached if self.probe else (),
             pending_dropped=self.pending.dropped_events,
         )
         self.sender.send(stats)
-        for name, total in self._syscall_counts.items():
+        for name, total in stats.events_by_syscall.items():
             delta = total - self._exported_counts.get(name, 0)
             if delta:
                 self.metrics.events.labels(name).inc(delta)
@@ -268,6 +270,9 @@ class Tracer:
         self.metrics.dedup_hits.set(counters.get(records.STAT_DEDUP_HITS, 0))
         self.metrics.pending_events.set(self.pending.events)
         self.metrics.pending_dropped.set(self.pending.dropped_events)
+
+    def syscall_counts(self) -> dict[str, int]:
+        return {syscalls.name_of(i): n for i, n in self._counts_by_index.items()}
 
     def _take_checkpoints(self) -> None:
         for message in self.checkpoints.recv_all(limit=100):
