@@ -33,6 +33,7 @@ from snoop.tracer import cgroups, records, syscalls
 from snoop.tracer.events import RecordTranslator, last_cwd_change
 from snoop.tracer.loader import KernelProbe, KernelSettings
 from snoop.tracer.metrics import TracerMetrics
+from snoop.tracer.newcomers import NewcomerGate, running_processes
 from snoop.tracer.pending import PendingBatch, PendingBatches
 from snoop.tracer.resolve import PathResolver
 from snoop.tracer.targets import TargetError, TargetWatcher
@@ -124,6 +125,7 @@ class Tracer:
         ))
         self.probe.exclude_process(os.getpid())
         self.probe.open_ring(self._on_record)
+        self.gate = NewcomerGate(running_processes())
         for name in self.probe.attached:
             self.metrics.attached.labels(name).set(1)
         self._refresh_targets()
@@ -205,10 +207,14 @@ class Tracer:
             counts[record.syscall] += 1
             event = self.translator.translate(
                 record, proc_is_current=index >= changes.get(record.tgid, -1))
-            if event is not None:
-                self.batch.add(event, self._workload_of(event.cgroup_id), now)
-                if len(self.batch.events) >= self.batch.max_events:
-                    self._flush()
+            self._add(self.gate.passes(record, event, now), now)
+        self._add(self.gate.expired(now), now)
+
+    def _add(self, events: list[Event], now: float) -> None:
+        for event in events:
+            self.batch.add(event, self._workload_of(event.cgroup_id), now)
+            if len(self.batch.events) >= self.batch.max_events:
+                self._flush()
 
     # ------------------------------------------------------------ sending
 
@@ -321,6 +327,7 @@ class Tracer:
         if self.probe is not None:
             self.probe.pause()
             self._drain(0)
+            self._add(self.gate.release_all(), self.clock())
             self._flush()
             self._resend_due()
             self._send_stats()

@@ -24,7 +24,7 @@ SYSCALLS: tuple[str, ...] = (
     "chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat",
     "utime", "utimes", "utimensat", "futimesat",
     "mknod", "mknodat",
-    "name_to_handle_at", "inotify_add_watch", "file_getattr", "open_tree",
+    "name_to_handle_at", "inotify_add_watch", "file_getattr", "open_tree", "pivot_root",
     # No path, but they copy an fd that later serves as a dirfd.
     "fcntl", "dup", "dup2", "dup3",
 )

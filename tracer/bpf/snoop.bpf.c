@@ -548,6 +548,9 @@ PROBE1(inotify_add_watch, KIND_STAT, CWD, pathname, 0)
 #ifdef HAVE_file_getattr
 PROBE1(file_getattr, KIND_STAT, args->dfd, filename, 0)
 #endif
+#ifdef HAVE_pivot_root
+PROBE1(pivot_root, KIND_STAT, CWD, new_root, 0)
+#endif
 #ifdef HAVE_open_tree
 PROBE1(open_tree, KIND_STAT, args->dfd, filename, 0)
 #endif
