@@ -14,16 +14,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from snoop.tracer import cgroups
+from tests.support.net import free_port_block, is_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_CACHE = Path(os.environ.get("SNOOP_TEST_CACHE", "/var/cache/snoop-test")) / "docker"
@@ -163,37 +162,6 @@ class Compose:
         return _tail(result.stdout + result.stderr, 120)
 
 
-def free_port_block(count: int = 3) -> int:
-    """A base port with `count` free consecutive ports on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
-        held = []
-        try:
-            for offset in range(count):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise RuntimeError("no block of free ports")
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
-
-
 def report_files(path: Path) -> set[str]:
     try:
         return set(json.loads(path.read_bytes())["files"])
@@ -222,7 +190,7 @@ class HostSnoop:
         self.proc = subprocess.Popen([sys.executable, "-m", "snoop.cli", "run"], env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + READY_TIMEOUT
-        while not all(_ready(self.port + offset) for offset in range(3)):
+        while not all(is_ready(self.port + offset) for offset in range(3)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 log = self.log()
                 self.close()

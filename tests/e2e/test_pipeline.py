@@ -8,56 +8,23 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.support.net import free_port_block, is_ready
 from tests.support.strace_oracle import strace_paths
-from tests.tracer.harness import make_test_cgroup
 
 pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
 
 SNOOP = [sys.executable, "-m", "snoop.cli"]
 READY_TIMEOUT = 120.0
 EXCLUDED = (b"/proc", b"/sys", b"/dev")
-
-
-def free_port_block(count: int = 3) -> int:
-    """A base port with `count` free consecutive ports."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
-        try:
-            sockets = []
-            for offset in range(count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", base + offset))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-        return base
-    raise RuntimeError("no free port block")
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 class SnoopRun:
@@ -82,7 +49,7 @@ class SnoopRun:
         self.proc = subprocess.Popen([*SNOOP, "run"], env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + READY_TIMEOUT
-        while not all(ready(self.port + i) for i in range(3)):
+        while not all(is_ready(self.port + i) for i in range(3)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.close()
                 raise RuntimeError(f"snoop run did not become ready: {self.log()}")
@@ -136,15 +103,6 @@ class SnoopRun:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         self._log.close()
-
-
-@pytest.fixture
-def cgroup():
-    made = make_test_cgroup()
-    try:
-        yield made
-    finally:
-        made.remove()
 
 
 @pytest.fixture
@@ -252,7 +210,7 @@ def test_sigkill_of_each_process_loses_nothing_downstream(snoop_run, cgroup, tmp
             port = snoop_run.port + {"tracer": 0, "processor": 1, "reporter": 2}[program]
             deadline = time.monotonic() + READY_TIMEOUT
             time.sleep(0.5)
-            while not ready(port):
+            while not is_ready(port):
                 assert time.monotonic() < deadline, f"{program} not restarted"
                 time.sleep(0.1)
             if program == "tracer":

@@ -11,20 +11,11 @@ import uuid
 import pytest
 
 from tests.support.strace_oracle import strace_paths
-from tests.tracer.harness import TracerHarness, make_test_cgroup
+from tests.tracer.harness import TracerHarness
 
 pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
 
 EXCLUDED = (b"/proc", b"/sys", b"/dev")
-
-
-@pytest.fixture(scope="module")
-def parent():
-    cgroup = make_test_cgroup()
-    try:
-        yield cgroup
-    finally:
-        cgroup.remove()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.error
@@ -25,14 +24,9 @@ from snoop.common.protocol import (
 )
 from snoop.common.transport import Receiver, Sender, new_context
 from snoop.processor.service import serve
+from tests.support.net import free_port
 
 W = Workload("w1", "/docker/w1", "w1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Running:

@@ -29,16 +29,9 @@ from snoop.common.protocol import (
 )
 from snoop.common.transport import Receiver, Sender, new_context
 from snoop.tracer import cgroups
+from tests.support.net import free_port, is_ready
 
 READY_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -146,13 +139,8 @@ class TracerHarness:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"tracer exited {self.proc.returncode}: {self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz",
-                                            timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
+            if is_ready(self.port):
+                return
             time.sleep(0.2)
         raise RuntimeError(f"tracer not ready after {READY_TIMEOUT}s: {self.log()}")
 

@@ -16,21 +16,12 @@ import uuid
 import pytest
 
 from snoop.common.protocol import AccessKind
-from tests.tracer.harness import TracerHarness, make_test_cgroup
+from tests.tracer.harness import TracerHarness
 
 pytestmark = pytest.mark.bpf
 
 WORKLOAD = os.path.join(os.path.dirname(__file__), "workload.py")
 PYTHON = "/usr/bin/python3"
-
-
-@pytest.fixture(scope="module")
-def parent():
-    cgroup = make_test_cgroup()
-    try:
-        yield cgroup
-    finally:
-        cgroup.remove()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.tracer.harness import TracerHarness, make_test_cgroup
+from tests.tracer.harness import TracerHarness
 
 pytestmark = pytest.mark.bpf
 
@@ -30,15 +30,6 @@ for i in range({FLOOD}):
 print("done", flush=True)
 sys.stdin.readline()
 """
-
-
-@pytest.fixture
-def cgroup():
-    made = make_test_cgroup()
-    try:
-        yield made
-    finally:
-        made.remove()
 
 
 def attached_program_ids(pid: int) -> set[int]:

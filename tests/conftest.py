@@ -1,0 +1,25 @@
+"""Fixtures shared by the tests that run workloads in cgroups of their own."""
+
+import pytest
+
+from tests.tracer.harness import make_test_cgroup
+
+
+@pytest.fixture
+def cgroup():
+    """A fresh test cgroup, removed (its processes killed) afterwards, even on failure."""
+    made = make_test_cgroup()
+    try:
+        yield made
+    finally:
+        made.remove()
+
+
+@pytest.fixture(scope="module")
+def parent():
+    """A test cgroup shared by a module: each test traces a child cgroup of it."""
+    made = make_test_cgroup()
+    try:
+        yield made
+    finally:
+        made.remove()

@@ -1,0 +1,42 @@
+"""Loopback ports and readiness probes for tests that start Snoop's processes."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_block(count: int = 3) -> int:
+    """A base port with `count` free consecutive ports on 127.0.0.1."""
+    for _ in range(50):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        held = []
+        try:
+            for offset in range(count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError("no block of free ports")
+
+
+def is_ready(port: int) -> bool:
+    """Whether the process serving metrics on `port` answers /readyz with 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
