@@ -6,9 +6,7 @@ update the resolver before the events that depend on them are resolved.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from snoop.common.protocol import AccessKind, Event, Workload
+from snoop.common.protocol import AccessKind, Event
 from snoop.tracer import records
 from snoop.tracer.resolve import PathResolver
 from snoop.tracer.syscalls import ALL_NAMES
@@ -35,11 +33,9 @@ def last_cwd_change(batch: list[records.Record]) -> dict[int, int]:
 
 
 class RecordTranslator:
-    def __init__(self, resolver: PathResolver, workload_of: Callable[[int], Workload]) -> None:
+    def __init__(self, resolver: PathResolver) -> None:
         self.resolver = resolver
-        self.workload_of = workload_of
         self.unresolved = 0
-        self.unknown_kinds = 0
         self._primed: set[int] = set()  # processes whose cwd /proc was asked for once
 
     def translate(self, record: records.Record, proc_is_current: bool = True) -> Event | None:
@@ -70,7 +66,6 @@ class RecordTranslator:
             return None
         access = _KIND_OF.get(kind)
         if access is None:
-            self.unknown_kinds += 1
             return None
         if record.flags & records.FLAG_READ_FAILED:
             return None  # counted by the kernel (STAT_READ_FAILED), reported as coverage

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from snoop.tracer import records
 from snoop.tracer.syscalls import SYSCALLS, available, index_defines
 
 BPF_SOURCE = Path(__file__).with_name("bpf") / "snoop.bpf.c"
@@ -161,10 +160,6 @@ class KernelProbe:
             totals[key.value] = sum(int(v) for v in per_cpu)
         return totals
 
-    @property
-    def ringbuf_full(self) -> int:
-        return self.counters().get(records.STAT_RINGBUF_FULL, 0)
-
     # ------------------------------------------------------------ life cycle
 
     def pause(self) -> None:
@@ -202,7 +197,3 @@ class KernelProbe:
         leaf = self._bpf[b"event_layout"].Leaf
         return [(name, getattr(leaf, name).offset, getattr(leaf, name).size)
                 for name, _ in leaf._fields_]
-
-    @property
-    def open_tracepoints(self) -> int:
-        return self._bpf.num_open_tracepoints()

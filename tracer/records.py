@@ -9,8 +9,6 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from snoop.tracer.syscalls import name_of
-
 # cgroup_id, pid, tgid, ret, dirfd, path_len, kind, flags, syscall, reserved, reserved2
 HEADER = struct.Struct("<QIIqiHBBHHI")
 HEADER_FIELDS = ("cgroup_id", "pid", "tgid", "ret", "dirfd", "path_len", "kind", "flags",
@@ -52,14 +50,6 @@ class Record(NamedTuple):
     flags: int
     syscall: int
     path: bytes
-
-    @property
-    def syscall_name(self) -> str:
-        return name_of(self.syscall)
-
-    @property
-    def read_failed(self) -> bool:
-        return bool(self.flags & FLAG_READ_FAILED)
 
 
 def decode(data: bytes | memoryview) -> Record:

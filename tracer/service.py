@@ -93,7 +93,7 @@ class Tracer:
         self.cgroup_root = cgroups.discover_cgroup2_root()
         self.index = cgroups.CgroupIndex(self.cgroup_root)
         self.resolver = PathResolver()
-        self.translator = RecordTranslator(self.resolver, self._workload_of)
+        self.translator = RecordTranslator(self.resolver)
         self._workloads: dict[int, Workload] = {}
         self.watcher = TargetWatcher(config, self.cgroup_root, self.index,
                                      self._own_cgroup(config))

@@ -34,8 +34,6 @@ SCHED_EVENTS: tuple[str, ...] = ("sched_process_exec", "sched_process_fork", "sc
 
 ALL_NAMES: tuple[str, ...] = SYSCALLS + SCHED_EVENTS
 
-# Syscalls whose records are reported under another name in metrics.
-EXEC_SYSCALLS = frozenset({"execve", "execveat"})
 
 
 def available(tracefs: str, names: Iterable[str] = SYSCALLS) -> tuple[list[str], list[str]]:
