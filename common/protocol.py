@@ -18,22 +18,29 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 import msgpack
 
 SCHEMA_VERSION = 1
-PATH_MAX = 4096
+PATH_MAX = 4096  # the kernel's limit on one name a syscall takes
+# A resolved path is a cwd or dirfd path joined with a name, so it may exceed PATH_MAX.
+MAX_PATH_BYTES = 32768
 MAX_BATCH_EVENTS = 4096
 MAX_FILES_PER_UPDATE = 65536
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# The largest EventBatch holds MAX_BATCH_EVENTS paths of MAX_PATH_BYTES: 128 MiB of paths
+# plus under 64 bytes of framing per event. Senders of FileUpdates keep to the same
+# path budget (processor/outbox.py).
+MAX_MESSAGE_BYTES = 160 * 1024 * 1024
 MAX_SENDER_LEN = 256
 MAX_NAME_LEN = 4096
 MAX_MAP_ENTRIES = 4096
 MAX_RANGES = 4096
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
+I64_MAX = 2**63 - 1
+MAX_CAPTURE_FIELDS = 64
 
 
 class ProtocolError(ValueError):
@@ -96,18 +103,44 @@ class Event(NamedTuple):
     tgid: int
     kind: AccessKind
     path: bytes
-    # False when a relative path could not be resolved to an absolute one; the path is
-    # still recorded, as given, so nothing is silently lost.
+    # False when a relative path could not be resolved to an absolute one. The processor
+    # counts it (`unresolved`) instead of listing it: a relative name is no file to keep.
     resolved: bool = True
+
+
+@dataclass(frozen=True)
+class CaptureCounts:
+    """Accesses of one workload the tracer saw but could not report as files."""
+
+    # Resolved paths over MAX_PATH_BYTES, dropped one by one.
+    paths_too_long: int = 0
+    # Paths it could not resolve with certainty (a shared fs or fd table it cannot
+    # model, say), so not reported as files.
+    uncertain_paths: int = 0
+    # io_uring OPENAT, OPENAT2 and STATX requests: their paths are invisible to it.
+    io_uring_ops: int = 0
+
+    def any(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+    def __add__(self, other: CaptureCounts) -> CaptureCounts:
+        # Saturating, so a sum of valid counts is still a valid count on the wire.
+        return CaptureCounts(**{
+            f.name: min(getattr(self, f.name) + getattr(other, f.name), I64_MAX)
+            for f in fields(self)
+        })
 
 
 @dataclass(frozen=True)
 class EventBatch:
     header: Header
     events: tuple[Event, ...]
-    workloads: Mapping[int, Workload]  # cgroup id -> workload, for every id in events
+    workloads: Mapping[int, Workload]  # cgroup id -> workload, for every id used below
     sent_at: float
     resend: bool = False  # true when re-sending batches not yet checkpointed
+    # cgroup id -> what the tracer could not capture while it gathered this batch. Only
+    # a first sending counts (resend=False): a re-send was counted when it first came.
+    coverage: Mapping[int, CaptureCounts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,6 +171,7 @@ class WorkloadUpdate:
     files: tuple[FileSeen, ...]
     total_events: int = 0  # events counted for this workload since the last update
     unresolved: int = 0
+    capture: CaptureCounts = field(default_factory=CaptureCounts)  # since the last update
 
 
 @dataclass(frozen=True)
@@ -189,6 +223,11 @@ def _workload_out(w: Workload) -> list:
     return [w.key, w.cgroup_path, w.container_id]
 
 
+def _capture_out(counts: CaptureCounts) -> dict:
+    # A map by name, not a list: a sender with fewer or more counters stays decodable.
+    return {f.name: getattr(counts, f.name) for f in fields(counts)}
+
+
 def _stats_out(s: TracerStats) -> dict:
     return {
         "sender": s.header.sender,
@@ -213,6 +252,7 @@ def _body(message: Message) -> dict:
             "workloads": {cid: _workload_out(w) for cid, w in message.workloads.items()},
             "sent_at": message.sent_at,
             "resend": message.resend,
+            "coverage": {cid: _capture_out(c) for cid, c in message.coverage.items()},
         }
     if isinstance(message, TracerStats):
         body = _stats_out(message)
@@ -226,6 +266,7 @@ def _body(message: Message) -> dict:
                     "files": [[f.path, f.kinds, f.first_seen, f.last_seen] for f in u.files],
                     "total_events": u.total_events,
                     "unresolved": u.unresolved,
+                    "capture": _capture_out(u.capture),
                 }
                 for u in message.updates
             ],
@@ -290,8 +331,9 @@ def _want_path(value: Any, name: str) -> bytes:
         raise ProtocolError(f"{name}: expected bytes, got {type(value).__name__}")
     if not value:
         raise ProtocolError(f"{name}: empty path")
-    if len(value) > PATH_MAX:
-        raise ProtocolError(f"{name}: {len(value)} bytes, more than PATH_MAX ({PATH_MAX})")
+    if len(value) > MAX_PATH_BYTES:
+        raise ProtocolError(
+            f"{name}: {len(value)} bytes, more than MAX_PATH_BYTES ({MAX_PATH_BYTES})")
     if b"\0" in value:
         raise ProtocolError(f"{name}: path contains a NUL byte")
     return value
@@ -341,6 +383,15 @@ def _want_kind(value: Any, name: str) -> AccessKind:
         raise ProtocolError(f"{name}: unknown access kind {number}") from None
 
 
+def _want_capture(value: Any, name: str) -> CaptureCounts:
+    """Counters this receiver does not know are ignored; missing ones are 0."""
+    raw = _want_map(value, name, MAX_CAPTURE_FIELDS)
+    return CaptureCounts(**{
+        f.name: _want_int(raw.get(f.name, 0), f"{name}.{f.name}", 0, I64_MAX)
+        for f in fields(CaptureCounts)
+    })
+
+
 def _decode_event_batch(header: Header, body: dict) -> EventBatch:
     raw_events = _want_list(_field(body, "events", "event_batch"), "events", MAX_BATCH_EVENTS)
     events = []
@@ -365,12 +416,22 @@ def _decode_event_batch(header: Header, body: dict) -> EventBatch:
     missing = {e.cgroup_id for e in events} - workloads.keys()
     if missing:
         raise ProtocolError(f"workloads: no workload for cgroup id {min(missing)}")
+    # Optional: batches from senders older than the field carry none.
+    raw_coverage = _want_map(body.get("coverage", {}), "coverage")
+    coverage = {
+        _want_int(cid, "coverage key"): _want_capture(c, f"coverage[{cid}]")
+        for cid, c in raw_coverage.items()
+    }
+    strays = coverage.keys() - workloads.keys()
+    if strays:
+        raise ProtocolError(f"coverage: cgroup id {min(strays)} is not in workloads")
     return EventBatch(
         header=header,
         events=tuple(events),
         workloads=workloads,
         sent_at=_want_float(_field(body, "sent_at", "event_batch"), "sent_at"),
         resend=_want_bool(_field(body, "resend", "event_batch"), "resend"),
+        coverage=coverage,
     )
 
 
@@ -445,6 +506,7 @@ def _decode_file_updates(header: Header, body: dict) -> FileUpdates:
                 files=tuple(files),
                 total_events=_want_int(_field(item, "total_events", name), f"{name}.total_events"),
                 unresolved=_want_int(_field(item, "unresolved", name), f"{name}.unresolved"),
+                capture=_want_capture(item.get("capture", {}), f"{name}.capture"),
             )
         )
     raw_covers = _want_map(_field(body, "covers", "file_updates"), "covers")

@@ -26,13 +26,16 @@ def sample_messages() -> list[p.Message]:
                           events_by_syscall={"openat": 10}, attached=("openat", "execve"),
                           pending_dropped=4)
     return [
-        p.EventBatch(header, events, workloads, sent_at=12.25, resend=True),
+        p.EventBatch(header, events, workloads, sent_at=12.25, resend=True,
+                     coverage={3: p.CaptureCounts(paths_too_long=1, uncertain_paths=2,
+                                                  io_uring_ops=p.I64_MAX)}),
         stats,
         p.FileUpdates(
             header=p.Header("processor/host", 1),
             updates=(p.WorkloadUpdate(p.Workload("abc", "/docker/abc", "abc"),
                                       (p.FileSeen(b"/bin/\xff", 0b110, 1.0, 2.0),),
-                                      total_events=5, unresolved=1),),
+                                      total_events=5, unresolved=1,
+                                      capture=p.CaptureCounts(io_uring_ops=4)),),
             covers={"tracer/host/1/2": ((1, 7), (9, 9))},
             tracer_stats=(stats,), gaps=2, invalid_messages=1),
         p.Checkpoint(p.Header("reporter/host", 3), {"tracer/host/1/2": ((1, 7),)}),
@@ -51,11 +54,59 @@ def test_non_utf8_path_survives_unchanged():
     assert p.decode(p.encode(batch)).events[0].path == path
 
 
-def test_a_path_of_path_max_bytes_is_accepted():
-    path = b"/" + b"a" * (p.PATH_MAX - 1)
+def test_a_resolved_path_longer_than_path_max_is_accepted_up_to_max_path_bytes():
+    path = b"/" + b"a" * (p.MAX_PATH_BYTES - 1)
     batch = p.EventBatch(p.Header("t", 1), (p.Event(1, 1, 1, p.AccessKind.STAT, path),),
                          {1: p.Workload("w")}, sent_at=0.0)
     assert p.decode(p.encode(batch)).events[0].path == path
+
+
+def test_a_path_over_max_path_bytes_names_the_field_and_the_bound():
+    path = b"/" + b"a" * p.MAX_PATH_BYTES
+    batch = p.EventBatch(p.Header("t", 1), (p.Event(1, 1, 1, p.AccessKind.STAT, path),),
+                         {1: p.Workload("w")}, sent_at=0.0)
+    with pytest.raises(p.ProtocolError, match=r"events\[0\]\.path: 32769 bytes, more than "
+                                              r"MAX_PATH_BYTES \(32768\)"):
+        p.decode(p.encode(batch))
+    update = p.FileUpdates(p.Header("proc", 1), (p.WorkloadUpdate(
+        p.Workload("w"), (p.FileSeen(path, 2, 1.0, 1.0),)),), covers={})
+    with pytest.raises(p.ProtocolError, match=r"updates\[0\]\.files\[0\]\.path: .*"
+                                              r"MAX_PATH_BYTES"):
+        p.decode(p.encode(update))
+
+
+def test_the_largest_valid_batch_fits_the_wire_limit():
+    path = b"/" + b"a" * (p.MAX_PATH_BYTES - 1)
+    events = tuple(p.Event(2**64 - 1, p.U32_MAX, p.U32_MAX, p.AccessKind.MKNOD, path, False)
+                   for _ in range(p.MAX_BATCH_EVENTS))
+    batch = p.EventBatch(p.Header("t" * p.MAX_SENDER_LEN, p.U64_MAX), events,
+                         {2**64 - 1: p.Workload("w")}, sent_at=1e300)
+    data = p.encode(batch)
+    assert len(data) <= p.MAX_MESSAGE_BYTES
+    assert len(p.decode(data).events) == p.MAX_BATCH_EVENTS
+
+
+def test_messages_from_senders_without_capture_counts_still_decode():
+    batch, _, updates, _ = sample_messages()
+    raw_batch = msgpack.unpackb(p.encode(batch), raw=False, strict_map_key=False)
+    del raw_batch["body"]["coverage"]
+    assert p.decode(msgpack.packb(raw_batch, use_bin_type=True)).coverage == {}
+    raw_updates = msgpack.unpackb(p.encode(updates), raw=False, strict_map_key=False)
+    del raw_updates["body"]["updates"][0]["capture"]
+    decoded = p.decode(msgpack.packb(raw_updates, use_bin_type=True))
+    assert decoded.updates[0].capture == p.CaptureCounts()
+
+
+def test_capture_counters_a_receiver_does_not_know_are_ignored_missing_ones_are_zero():
+    raw = body_with(coverage={3: {"io_uring_ops": 2, "from_the_future": 9}})
+    decoded = p.decode(msgpack.packb(raw, use_bin_type=True))
+    assert decoded.coverage == {3: p.CaptureCounts(io_uring_ops=2)}
+
+
+def test_capture_counts_add_up_saturating_at_int64():
+    a = p.CaptureCounts(paths_too_long=1, uncertain_paths=2, io_uring_ops=p.I64_MAX)
+    assert a + a == p.CaptureCounts(2, 4, p.I64_MAX)
+    assert a.any() and not p.CaptureCounts().any()
 
 
 def envelope(**overrides) -> dict:
@@ -81,7 +132,7 @@ MALFORMED = {
     "event has 5 fields": body_with(events=[[1, 1, 1, 1, b"/x"]]),
     "unknown access kind": body_with(events=[[1, 1, 1, 99, b"/x", True]]),
     "pid over u32": body_with(events=[[1, 2**40, 1, 1, b"/x", True]]),
-    "oversize path": body_with(events=[[1, 1, 1, 1, b"/" + b"a" * p.PATH_MAX, True]]),
+    "oversize path": body_with(events=[[1, 1, 1, 1, b"/" + b"a" * p.MAX_PATH_BYTES, True]]),
     "empty path": body_with(events=[[1, 1, 1, 1, b"", True]]),
     "NUL in path": body_with(events=[[1, 1, 1, 1, b"/a\0b", True]]),
     "oversize batch": body_with(events=[[1, 1, 1, 1, b"/x", True]] * (p.MAX_BATCH_EVENTS + 1)),
@@ -89,6 +140,13 @@ MALFORMED = {
     "resend not bool": body_with(resend=1),
     "sent_at is nan": body_with(sent_at=float("nan")),
     "missing field": {k: v for k, v in envelope().items() if k != "body"},
+    "coverage for a cgroup without workload": body_with(coverage={99: {"io_uring_ops": 1}}),
+    "coverage is a list": body_with(coverage=[[3, 1, 2, 3]]),
+    "coverage key is a string": body_with(coverage={"3": {}}),
+    "negative capture count": body_with(coverage={3: {"paths_too_long": -1}}),
+    "capture count over int64": body_with(coverage={3: {"uncertain_paths": 2**63}}),
+    "capture count is a bool": body_with(coverage={3: {"io_uring_ops": True}}),
+    "capture count is a float": body_with(coverage={3: {"io_uring_ops": 1.0}}),
 }
 
 
@@ -133,9 +191,59 @@ msgpack_values = st.recursive(
 
 
 @settings(max_examples=400, deadline=None)
+@given(msgpack_values)
+def test_random_capture_fields_raise_only_protocol_error(value):
+    updates = msgpack.unpackb(p.encode(sample_messages()[2]), raw=False, strict_map_key=False)
+    updates["body"]["updates"][0]["capture"] = value
+    for raw in (body_with(coverage=value), body_with(coverage={3: value}), updates):
+        with contextlib.suppress(p.ProtocolError):
+            p.decode(msgpack.packb(raw, use_bin_type=True))
+
+
+@settings(max_examples=400, deadline=None)
 @given(msgpack_values, st.sampled_from(list(p.MessageType)))
 def test_random_msgpack_values_raise_only_protocol_error(value, message_type):
     for raw in (value, {"v": 1, "type": message_type.value, "sender": "s", "seq": 1,
                         "body": value}):
         with contextlib.suppress(p.ProtocolError):
             p.decode(msgpack.packb(raw, use_bin_type=True))
+
+
+counts = st.integers(0, p.I64_MAX)
+capture_counts = st.builds(p.CaptureCounts, counts, counts, counts)
+paths = st.binary(min_size=1, max_size=64).filter(lambda b: b"\0" not in b)
+workloads = st.builds(p.Workload, st.text(min_size=1, max_size=8), st.text(max_size=8),
+                      st.text(max_size=8))
+
+
+@st.composite
+def event_batches(draw) -> p.EventBatch:
+    cgroups = draw(st.dictionaries(st.integers(0, p.U64_MAX), workloads, min_size=1,
+                                   max_size=4))
+    ids = sorted(cgroups)
+    events = draw(st.lists(st.builds(
+        p.Event, st.sampled_from(ids), st.integers(0, p.U32_MAX), st.integers(0, p.U32_MAX),
+        st.sampled_from(list(p.AccessKind)), paths, st.booleans()), max_size=8))
+    coverage = draw(st.dictionaries(st.sampled_from(ids), capture_counts, max_size=len(ids)))
+    return p.EventBatch(p.Header("t", draw(st.integers(0, p.U64_MAX))), tuple(events),
+                        cgroups, sent_at=draw(st.floats(allow_nan=False, allow_infinity=False)),
+                        resend=draw(st.booleans()), coverage=coverage)
+
+
+file_updates = st.builds(
+    p.FileUpdates,
+    header=st.just(p.Header("proc", 1)),
+    updates=st.lists(st.builds(
+        p.WorkloadUpdate, workloads,
+        st.lists(st.builds(p.FileSeen, paths, st.integers(0, p.U32_MAX), st.just(1.0),
+                           st.just(2.0)), max_size=4).map(tuple),
+        total_events=st.integers(0, p.U64_MAX), unresolved=st.integers(0, p.U64_MAX),
+        capture=capture_counts), max_size=4).map(tuple),
+    covers=st.just({}),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_batches() | file_updates)
+def test_generated_messages_with_capture_counts_round_trip(message):
+    assert p.decode(p.encode(message)) == message
