@@ -14,6 +14,11 @@ those seqs persisted, so it re-sends them.
 
 Tracer stats, seq gaps and the invalid-message count are not tied to units (they are
 cumulative or counts); they ride on the next message that goes out.
+
+Size: a unit takes at most `max_files_per_message` files, or one whole batch when it is
+empty. With the default, MAX_BATCH_EVENTS, a message holds no more paths than the
+largest valid EventBatch, which MAX_MESSAGE_BYTES admits even when every path is
+MAX_PATH_BYTES long.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from snoop.common.protocol import (
+    MAX_BATCH_EVENTS,
     MAX_MAP_ENTRIES,
+    CaptureCounts,
     FileSeen,
     FileUpdates,
     Header,
@@ -32,7 +39,7 @@ from snoop.common.protocol import (
 )
 from snoop.reporter.checkpoints import RangeSet
 
-MAX_FILES_PER_MESSAGE = 8192  # worst case 8192 * PATH_MAX = 32 MiB, under the wire limit
+MAX_FILES_PER_MESSAGE = MAX_BATCH_EVENTS
 MAX_PENDING_FILES = 262_144
 MAX_RANGES_PER_UNIT = 1024
 MAX_TRACERS = 4096
@@ -46,6 +53,7 @@ class _Part:
     files: dict[bytes, list] = field(default_factory=dict)  # path -> [kinds, first, last]
     total_events: int = 0
     unresolved: int = 0
+    capture: CaptureCounts = field(default_factory=CaptureCounts)
 
 
 class _Unit:
@@ -117,6 +125,10 @@ class Outbox:
         part.total_events += events
         part.unresolved += unresolved
 
+    def add_capture(self, workload: Workload, capture: CaptureCounts) -> None:
+        part = self._part(workload)
+        part.capture = part.capture + capture
+
     def cover(self, sender: str, seq: int) -> None:
         """The content of tracer message (sender, seq) is now in the open unit."""
         self._units[-1].covers.setdefault(sender, RangeSet()).add(seq)
@@ -176,6 +188,7 @@ class Outbox:
                                 for path, (kinds, first, last) in part.files.items()),
                     total_events=part.total_events,
                     unresolved=part.unresolved,
+                    capture=part.capture,
                 )
                 for part in unit.parts.values()
             ),

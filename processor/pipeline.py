@@ -94,6 +94,7 @@ class Pipeline:
             tally[0] += 1
             if not event.resolved:
                 tally[1] += 1
+                continue  # a relative name is not a file anyone can keep
             path = normalize(event.path)
             if excludes(path):
                 counts.excluded += 1
@@ -107,6 +108,8 @@ class Pipeline:
             for cgroup_id, (events, unresolved) in per_workload.items():
                 counts.unresolved += unresolved
                 self.outbox.add_counts(batch.workloads[cgroup_id], events, unresolved)
+            for cgroup_id, capture in batch.coverage.items():
+                self.outbox.add_capture(batch.workloads[cgroup_id], capture)
         self.outbox.cover(sender, seq)
         self._log_news()
 

@@ -1,6 +1,10 @@
 from snoop.common.config import Config
 from snoop.common.protocol import (
+    MAX_BATCH_EVENTS,
+    MAX_MESSAGE_BYTES,
+    MAX_PATH_BYTES,
     AccessKind,
+    CaptureCounts,
     Event,
     EventBatch,
     FileUpdates,
@@ -11,7 +15,7 @@ from snoop.common.protocol import (
     encode,
     kinds_mask,
 )
-from snoop.processor.outbox import Outbox
+from snoop.processor.outbox import MAX_FILES_PER_MESSAGE, Outbox
 from snoop.processor.pipeline import Pipeline
 
 W1 = Workload(key="c1", cgroup_path="/docker/c1", container_id="c1")
@@ -22,10 +26,12 @@ EXEC = kinds_mask(AccessKind.EXEC)
 
 def batch(seq: int, *paths: bytes, sender: str = "t1", resend: bool = False, cgroup: int = 1,
           kind: AccessKind = AccessKind.READ, sent_at: float = 1000.0,
-          resolved: bool = True) -> EventBatch:
+          resolved: bool = True, capture: CaptureCounts | None = None) -> EventBatch:
     workloads = {1: W1, 2: W2}
     events = tuple(Event(cgroup, 7, 7, kind, p, resolved) for p in paths)
-    return EventBatch(Header(sender, seq), events, {cgroup: workloads[cgroup]}, sent_at, resend)
+    coverage = {} if capture is None else {cgroup: capture}
+    return EventBatch(Header(sender, seq), events, {cgroup: workloads[cgroup]}, sent_at, resend,
+                      coverage)
 
 
 def stats(seq: int, sender: str = "t1", dropped: int = 0) -> TracerStats:
@@ -130,12 +136,52 @@ def test_gaps_are_counted_per_sender_and_resends_do_not_count() -> None:
     assert covers["t2"] == ((1, 2),)
 
 
-def test_unresolved_paths_are_kept_and_counted() -> None:
+def test_unresolved_paths_are_counted_not_listed() -> None:
     p = new_pipeline()
-    p.handle(batch(1, b"./x/../y", b"/abs", resolved=False))
+    p.handle(batch(1, b"./x/../y", b"rel", resolved=False))
+    p.handle(batch(2, b"/abs"))
     [message] = drain(p)
-    assert files_of([message]) == {("c1", b"y"): READ, ("c1", b"/abs"): READ}
-    assert message.updates[0].unresolved == 2
+    assert files_of([message]) == {("c1", b"/abs"): READ}
+    [update] = message.updates
+    assert (update.unresolved, update.total_events) == (2, 3)
+    assert p.counts.unresolved == 2 and p.counts.excluded == 0
+    p.handle(batch(1, b"./x/../y", b"rel", resolved=False, resend=True))
+    [again] = drain(p)
+    assert files_of([again]) == {} and all(u.unresolved == 0 for u in again.updates)
+
+
+def test_capture_counts_add_up_per_workload_and_resends_do_not_count() -> None:
+    p = new_pipeline()
+    p.handle(batch(1, b"/a", capture=CaptureCounts(paths_too_long=1, io_uring_ops=2)))
+    p.handle(batch(2, capture=CaptureCounts(uncertain_paths=3, io_uring_ops=1)))
+    p.handle(batch(3, b"/b", cgroup=2, capture=CaptureCounts(io_uring_ops=5)))
+    p.handle(batch(1, b"/a", resend=True, capture=CaptureCounts(paths_too_long=1,
+                                                                io_uring_ops=2)))
+    [message] = drain(p)
+    capture = {u.workload.key: u.capture for u in message.updates}
+    assert capture == {"c1": CaptureCounts(paths_too_long=1, uncertain_paths=3, io_uring_ops=3),
+                       "c2": CaptureCounts(io_uring_ops=5)}
+    assert message.covers == {"t1": ((1, 3),)}
+    p.handle(batch(4, b"/c"))
+    [later] = drain(p)
+    assert [u.capture for u in later.updates] == [CaptureCounts()]
+
+
+def test_a_full_message_of_the_longest_paths_fits_the_wire_limit() -> None:
+    assert MAX_FILES_PER_MESSAGE <= MAX_BATCH_EVENTS
+    outbox = Outbox()
+    outbox.reserve(MAX_FILES_PER_MESSAGE, 1)
+    for i in range(MAX_FILES_PER_MESSAGE):
+        path = b"/%d/" % i
+        outbox.add_file(W1, path + b"a" * (MAX_PATH_BYTES - len(path)), READ, 1.0)
+    outbox.cover("t1", 1)
+    outbox.reserve(1, 1)  # the unit is full: this goes into the next one
+    outbox.add_file(W1, b"/one-more", READ, 1.0)
+    outbox.cover("t1", 2)
+    message = outbox.peek(Header("proc-1", 1))
+    assert message is not None
+    assert sum(len(u.files) for u in message.updates) == MAX_FILES_PER_MESSAGE
+    assert len(encode(message)) <= MAX_MESSAGE_BYTES
 
 
 def test_latest_stats_per_tracer_are_forwarded_and_covered() -> None:
