@@ -17,12 +17,12 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from snoop.common.protocol import ACCESS_KIND_NAMES, AccessKind
+from snoop.common.protocol import ACCESS_KIND_NAMES, AccessKind, CaptureCounts
 
 REPORT_SCHEMA = 1
 _KIND_BY_NAME = {name: kind for kind, name in ACCESS_KIND_NAMES.items()}
@@ -78,15 +78,32 @@ class Coverage:
 
     kernel_dropped: int = 0  # events the kernel could not deliver (ring buffer full)
     read_failures: int = 0  # paths unreadable at syscall entry and exit
-    unresolved_paths: int = 0  # relative paths recorded as given, not made absolute
+    unresolved_paths: int = 0  # relative paths not made absolute, so not in `files`
     message_gaps: int = 0  # messages lost between processes (sequence gaps)
     invalid_messages: int = 0  # messages dropped as malformed
     pending_dropped: int = 0  # unconfirmed events a tracer had to give up re-sending
     unique_file_cap_hits: int = 0  # paths not kept because a memory cap was reached
+    # The tracer's CaptureCounts, same names (common/protocol.py says what each means).
+    paths_too_long: int = 0
+    uncertain_paths: int = 0
+    io_uring_ops: int = 0
 
     def add(self, other: Coverage) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def add_capture(self, capture: CaptureCounts) -> None:
+        for f in fields(capture):
+            setattr(self, f.name, getattr(self, f.name) + getattr(capture, f.name))
+
+    def warnings(self) -> list[str]:
+        """One line per counter whose cause the user should hear about in plain words."""
+        lines = []
+        if self.io_uring_ops:
+            lines.append(f"the workload used io_uring ({self.io_uring_ops} open/stat "
+                         "requests), whose paths Snoop cannot see: the file list may be "
+                         "incomplete")
+        return lines
 
 
 @dataclass

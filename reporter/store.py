@@ -2,10 +2,11 @@
 
 Layout: in sidecar mode every workload folds into one report (key ""); in node mode
 each workload key has its own report. Per-report counters: files, total_events,
-unresolved_paths, unique_file_cap_hits. Reporter-wide counters, written into every
-report because nobody can tell whose events were lost: kernel_dropped, read_failures
-and pending_dropped (cumulative per tracer sender, so the max per sender, summed over
-senders), message_gaps and invalid_messages (between processes).
+unresolved_paths, unique_file_cap_hits, and the tracer's capture counts
+(paths_too_long, uncertain_paths, io_uring_ops). Reporter-wide counters, written into
+every report because nobody can tell whose events were lost: kernel_dropped,
+read_failures and pending_dropped (cumulative per tracer sender, so the max per sender,
+summed over senders), message_gaps and invalid_messages (between processes).
 """
 
 from __future__ import annotations
@@ -172,9 +173,10 @@ class ReportStore:
                 else:
                     report.coverage.unique_file_cap_hits += 1
                     changed = True
-            if update.total_events or update.unresolved:
+            if update.total_events or update.unresolved or update.capture.any():
                 report.total_events += update.total_events
                 report.coverage.unresolved_paths += update.unresolved
+                report.coverage.add_capture(update.capture)
                 changed = True
             if changed:
                 report.last_updated_at = now

@@ -237,6 +237,7 @@ def _print_warnings(keep: KeepSet, notes: list[WriteNotes], coverage: Coverage) 
         counters = ", ".join(f"{name}={value}" for name, value in lost.items())
         warnings.append(f"the reports may be incomplete ({counters}): the slim image may "
                         "miss files the workload used; record again or add --include")
+        warnings.extend(coverage.warnings())
     warnings.extend(keep.warnings)
     if keep.unresolvable:
         warnings.append(f"{len(keep.unresolvable)} reported path(s) relative or in a symlink "

@@ -118,6 +118,7 @@ def summarize(report: Report, depth: int) -> dict[str, Any]:
                                key=lambda item: (-item[1], item[0]))),
         "coverage": coverage,
         "complete": not any(coverage.values()),
+        "warnings": report.coverage.warnings(),
     }
 
 
@@ -178,6 +179,8 @@ def _summary(args: argparse.Namespace) -> int:
         print(f"  {value:7d}  {name}")
     print("  complete: yes, nothing was lost" if summary["complete"]
           else "  complete: NO, files may be missing from this report (see the counters)")
+    for line in summary["warnings"]:
+        print(f"  warning: {line}")
     return 0
 
 

@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from snoop.common.protocol import AccessKind, kinds_mask
+from snoop.common.protocol import AccessKind, CaptureCounts, kinds_mask
 from snoop.common.report import (
+    Coverage,
     Report,
     ReportError,
     load_report,
@@ -93,3 +94,28 @@ def test_merge_is_a_union_with_widened_times():
     assert detail.kinds == kinds_mask(AccessKind.EXEC, AccessKind.STAT, AccessKind.READ)
     assert (detail.first_seen, detail.last_seen) == (950.0, 2400.0)
     assert (a.started_at, a.last_updated_at) == (900.0, 2500.0)
+
+
+def test_a_report_from_before_the_capture_counters_loads_with_them_at_zero(tmp_path):
+    old = json.loads(make_report().dumps())
+    for name in ("paths_too_long", "uncertain_paths", "io_uring_ops"):
+        del old["coverage"][name]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    coverage = load_report(path).coverage
+    assert (coverage.paths_too_long, coverage.uncertain_paths, coverage.io_uring_ops) == (0, 0, 0)
+    assert coverage.kernel_dropped == 2
+
+
+def test_capture_counts_land_in_the_coverage_fields_of_the_same_name():
+    coverage = Coverage(io_uring_ops=1)
+    coverage.add_capture(CaptureCounts(paths_too_long=2, uncertain_paths=3, io_uring_ops=4))
+    assert (coverage.paths_too_long, coverage.uncertain_paths, coverage.io_uring_ops) == (2, 3, 5)
+    again = Report.from_json(json.loads(Report(coverage=coverage).dumps())).coverage
+    assert again == coverage
+
+
+def test_io_uring_use_is_explained_in_one_line():
+    assert Coverage(kernel_dropped=1).warnings() == []
+    [line] = Coverage(io_uring_ops=3).warnings()
+    assert "io_uring" in line and "incomplete" in line and "\n" not in line

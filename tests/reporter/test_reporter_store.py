@@ -3,6 +3,7 @@ import json
 from snoop.common.config import Config
 from snoop.common.protocol import (
     AccessKind,
+    CaptureCounts,
     FileSeen,
     FileUpdates,
     Header,
@@ -26,8 +27,9 @@ def update(seq: int, *parts, stats=(), gaps: int = 0, invalid: int = 0) -> FileU
 
 
 def part(workload: Workload, *files: tuple[bytes, int, float, float], events: int = 0,
-         unresolved: int = 0) -> WorkloadUpdate:
-    return WorkloadUpdate(workload, tuple(FileSeen(*f) for f in files), events, unresolved)
+         unresolved: int = 0, capture: CaptureCounts | None = None) -> WorkloadUpdate:
+    return WorkloadUpdate(workload, tuple(FileSeen(*f) for f in files), events, unresolved,
+                          capture or CaptureCounts())
 
 
 def stats(sender: str, seq: int, kernel: int = 0, reads: int = 0, pending: int = 0):
@@ -99,6 +101,29 @@ def test_gaps_invalid_and_unresolved_add_up() -> None:
     s.render("c1")
     c = s.reports["c1"].coverage
     assert (c.message_gaps, c.invalid_messages, c.unresolved_paths) == (4, 5, 3)
+
+
+def test_capture_counts_add_up_per_report() -> None:
+    node, side = store(), store(sidecar=True)
+    for s in (node, side):
+        s.apply(update(1, part(W1, capture=CaptureCounts(paths_too_long=1, io_uring_ops=2)),
+                       part(W2, capture=CaptureCounts(uncertain_paths=4))))
+        s.apply(update(2, part(W1, capture=CaptureCounts(io_uring_ops=3))))
+    c1, c2 = node.reports["c1"].coverage, node.reports["c2"].coverage
+    assert (c1.paths_too_long, c1.uncertain_paths, c1.io_uring_ops) == (1, 0, 5)
+    assert (c2.paths_too_long, c2.uncertain_paths, c2.io_uring_ops) == (0, 4, 0)
+    both = side.reports[""].coverage
+    assert (both.paths_too_long, both.uncertain_paths, both.io_uring_ops) == (1, 4, 5)
+    data = json.loads(node.render("c1"))["coverage"]
+    assert (data["paths_too_long"], data["uncertain_paths"], data["io_uring_ops"]) == (1, 0, 5)
+
+
+def test_capture_counts_alone_dirty_the_report() -> None:
+    s = store()
+    s.apply(update(1, part(W1, (b"/a", READ, 1.0, 1.0))))
+    s.dirty.clear()
+    s.apply(update(2, part(W1, capture=CaptureCounts(io_uring_ops=1))))
+    assert s.dirty == {"c1"}
 
 
 def test_cap_counts_paths_not_kept() -> None:

@@ -81,6 +81,21 @@ def test_incomplete_reports_are_warned_about(rootfs: Path, tmp_path: Path,
         "kernel_dropped"] == 7
 
 
+def test_io_uring_use_is_warned_about_in_plain_words(rootfs: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    report = make_report({"/etc/app.conf": ["read"]})
+    report.coverage.io_uring_ops = 2
+    (tmp_path / "r.json").write_text(report.dumps())
+    assert main(["slim", "--image", str(rootfs), "--report", str(tmp_path / "r.json"),
+                 "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "may be incomplete (io_uring_ops=2)" in err
+    [line] = [line for line in err.splitlines() if "used io_uring" in line]
+    assert line.startswith("snoop slim: warning: ") and "may be incomplete" in line
+    assert json.loads((tmp_path / "out/summary.json").read_text())["coverage"][
+        "io_uring_ops"] == 2
+
+
 def test_slim_merges_reports_and_takes_includes(rootfs: Path, tmp_path: Path) -> None:
     first = write_report(tmp_path / "a.json", {"/etc/app.conf": ["read"]})
     second = write_report(tmp_path / "b.json", {"/app/run.sh": ["exec"]})

@@ -106,3 +106,25 @@ def test_directory_helpers() -> None:
     assert directory_of(b"/vmlinuz", 2) == b"/"
     assert group_by_directory([b"/b/2", b"/a/1", b"/top", b"/b/1"]) == {
         b"/": [b"top"], b"/a": [b"1"], b"/b": [b"1", b"2"]}
+
+
+def test_summary_counts_capture_coverage_and_explains_io_uring(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = make_report({"/a": ["read"]})
+    report.coverage = Coverage(io_uring_ops=3)
+    (tmp_path / "r.json").write_text(report.dumps())
+    assert main(["report", "summary", str(tmp_path / "r.json"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["coverage"]["io_uring_ops"] == 3 and data["complete"] is False
+    assert len(data["warnings"]) == 1 and "io_uring" in data["warnings"][0]
+    assert main(["report", "summary", str(tmp_path / "r.json")]) == 0
+    table = capsys.readouterr().out
+    assert "3  io_uring_ops" in table and "complete: NO" in table
+    [warning] = [line for line in table.splitlines() if "warning:" in line]
+    assert "io_uring" in warning and "may be incomplete" in warning
+    for name in ("paths_too_long", "uncertain_paths"):
+        report.coverage = Coverage(**{name: 1})
+        (tmp_path / "r.json").write_text(report.dumps())
+        assert main(["report", "summary", str(tmp_path / "r.json"), "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["coverage"][name] == 1 and data["complete"] is False
