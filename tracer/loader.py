@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from snoop.tracer.syscalls import SYSCALLS, available, index_defines
+from snoop.tracer.syscalls import SYSCALLS, available, feature_defines, index_defines
 
 BPF_SOURCE = Path(__file__).with_name("bpf") / "snoop.bpf.c"
 INCLUDE = 1
@@ -55,7 +55,8 @@ def find_tracefs() -> str:
                     "(mount -t tracefs nodev /sys/kernel/tracing)")
 
 
-def cflags_for(settings: KernelSettings, present: Iterable[str]) -> list[str]:
+def cflags_for(settings: KernelSettings, present: Iterable[str],
+               features: Iterable[str] = ()) -> list[str]:
     return [
         "-Wno-ignored-attributes",
         "-Wno-unused-function",
@@ -66,6 +67,7 @@ def cflags_for(settings: KernelSettings, present: Iterable[str]) -> list[str]:
         f"-DWAKEUP_EVERY={settings.wakeup_every}",
         *index_defines(),
         *(f"-DHAVE_{name}" for name in present),
+        *features,
     ]
 
 
@@ -89,6 +91,7 @@ class KernelProbe:
                             "bcc cannot compile (run scripts/setup.sh)")
         tracefs = find_tracefs()
         self.present, self.missing = available(tracefs, SYSCALLS)
+        features = feature_defines(tracefs)
         for name in self.missing:
             log.info("syscall not available on this kernel, skipped", extra={"syscall": name})
         started = time.monotonic()
@@ -98,24 +101,46 @@ class KernelProbe:
             # bcc's clang prints pages of header warnings on stderr; keep the log clean.
             os.dup2(devnull, 2)
             self._bpf = BPF(src_file=str(BPF_SOURCE).encode(),
-                            cflags=cflags_for(settings, self.present))
+                            cflags=cflags_for(settings, self.present, features))
         except Exception as exc:
             raise LoadError(f"BPF program failed to load: {exc}") from None
         finally:
             os.dup2(stderr_fd, 2)
             os.close(stderr_fd)
             os.close(devnull)
+        self._load_stages(BPF)
         self._bpf.free_bcc_memory()
         _return_freed_heap()
         self.compile_seconds = time.monotonic() - started
         self.attached = tuple(self.present) + ("sched_process_exec", "sched_process_fork",
-                                               "sched_process_exit")
+                                               "sched_process_exit") + tuple(
+            f.removeprefix("-DHAVE_") for f in features if "io_uring" in f)
         self._targets = self._bpf[b"targets"]
         self._generation = self._bpf[b"generation"]
         self._excluded = self._bpf[b"excluded_tgids"]
         self._counters = self._bpf[b"counters"]
+        self._procs = self._bpf[b"procs"]
+        self._cwds = self._bpf[b"cwds"]
+        self._fds = self._bpf[b"fds"]
+        self._uring = self._bpf[b"uring_path_ops"]
         self._ring_open = False
         self._closed = False
+
+    def _load_stages(self, bpf_class) -> None:
+        """The programs the hooks reach by tail call (see `struct stage` in the C)."""
+        for array, kind, names in (
+            (b"raw_stages", bpf_class.RAW_TRACEPOINT,
+             (b"stage_path2", b"finish_raw", b"stage_model", b"magic_raw")),
+            (b"tp_stages", bpf_class.TRACEPOINT, (b"finish_tp", b"magic_tp")),
+        ):
+            table = self._bpf[array]
+            for index, name in enumerate(names):
+                try:
+                    function = self._bpf.load_func(name, kind)
+                except Exception as exc:
+                    raise LoadError(f"BPF stage {name.decode()} failed to load: {exc}") \
+                        from None
+                table[table.Key(index)] = table.Leaf(function.fd)
 
     # ------------------------------------------------------------ targets
 
@@ -159,6 +184,29 @@ class KernelProbe:
         for key, per_cpu in self._counters.items():
             totals[key.value] = sum(int(v) for v in per_cpu)
         return totals
+
+    # ------------------------------------------------------------ the model
+
+    def contexts(self, tgid: int) -> tuple[int, int] | None:
+        """(fs context, fd table) the kernel holds for a process, None if none."""
+        value = self._procs.get(self._procs.Key(tgid))
+        return (int(value.fs), int(value.files)) if value is not None else None
+
+    def cwd_base(self, fs_context: int) -> int:
+        """The serial the kernel holds for a process's cwd (0: none)."""
+        value = self._cwds.get(self._cwds.Key(fs_context))
+        return int(value.value) if value is not None else 0
+
+    def fd_base(self, files_context: int, fd: int) -> int:
+        """The serial the kernel's own entry holds for an fd (0: none, or closed)."""
+        key = self._fds.Key()
+        key.files, key.fd = files_context, fd
+        value = self._fds.get(key)
+        return int(value.base) if value is not None else 0
+
+    def io_uring_path_ops(self) -> dict[int, int]:
+        """cgroup id -> io_uring requests that named a path, since the program loaded."""
+        return {int(k.value): int(v.value) for k, v in self._uring.items()}
 
     # ------------------------------------------------------------ life cycle
 

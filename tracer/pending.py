@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from snoop.common.protocol import Event, Workload
+from snoop.common.protocol import CaptureCounts, Event, Workload
 
 
 @dataclass
@@ -22,6 +22,7 @@ class PendingBatch:
     created_at: float
     last_sent: float  # 0 when it was never handed to the transport, or is due again
     times_sent: int = 0
+    coverage: dict[int, CaptureCounts] = field(default_factory=dict)
 
 
 class PendingBatches:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from snoop.common.config import Config, TargetMode
 from snoop.common.protocol import (
+    CaptureCounts,
     Checkpoint,
     Event,
     EventBatch,
@@ -30,7 +31,7 @@ from snoop.common.protocol import (
 )
 from snoop.common.transport import Receiver, Security, Sender, new_context
 from snoop.tracer import cgroups, records, syscalls
-from snoop.tracer.events import RecordTranslator, last_cwd_change
+from snoop.tracer.events import RecordTranslator
 from snoop.tracer.loader import KernelProbe, KernelSettings
 from snoop.tracer.metrics import TracerMetrics
 from snoop.tracer.newcomers import NewcomerGate, running_processes
@@ -58,23 +59,34 @@ class BatchBuilder:
     max_delay: float
     events: list[Event] = field(default_factory=list)
     workloads: dict[int, Workload] = field(default_factory=dict)
+    coverage: dict[int, CaptureCounts] = field(default_factory=dict)
     opened_at: float = 0.0
 
     def add(self, event: Event, workload: Workload, now: float) -> None:
-        if not self.events:
+        if not self.events and not self.coverage:
             self.opened_at = now
         self.events.append(event)
         self.workloads.setdefault(event.cgroup_id, workload)
 
+    def add_coverage(self, cgroup_id: int, workload: Workload, counts: CaptureCounts,
+                     now: float) -> None:
+        if not self.events and not self.coverage:
+            self.opened_at = now
+        self.coverage[cgroup_id] = self.coverage.get(cgroup_id, CaptureCounts()) + counts
+        self.workloads.setdefault(cgroup_id, workload)
+
+    def __bool__(self) -> bool:
+        return bool(self.events) or bool(self.coverage)
+
     def ready(self, now: float) -> bool:
-        return bool(self.events) and (
+        return bool(self) and (
             len(self.events) >= self.max_events or now - self.opened_at >= self.max_delay
         )
 
-    def take(self) -> tuple[tuple[Event, ...], dict[int, Workload]]:
-        events, workloads = tuple(self.events), self.workloads
-        self.events, self.workloads = [], {}
-        return events, workloads
+    def take(self) -> tuple[tuple[Event, ...], dict[int, Workload], dict[int, CaptureCounts]]:
+        taken = tuple(self.events), self.workloads, self.coverage
+        self.events, self.workloads, self.coverage = [], {}, {}
+        return taken
 
 
 class Tracer:
@@ -92,8 +104,9 @@ class Tracer:
         self._reporter = ""  # identity of the reporter whose checkpoints arrive
         self.cgroup_root = cgroups.discover_cgroup2_root()
         self.index = cgroups.CgroupIndex(self.cgroup_root)
-        self.resolver = PathResolver()
+        self.resolver = PathResolver(kernel=None)
         self.translator = RecordTranslator(self.resolver)
+        self._io_uring_seen: dict[int, int] = {}
         self._workloads: dict[int, Workload] = {}
         self.watcher = TargetWatcher(config, self.cgroup_root, self.index,
                                      self._own_cgroup(config))
@@ -124,6 +137,9 @@ class Tracer:
             dedup_ttl=self.config.dedup_ttl,
         ))
         self.probe.exclude_process(os.getpid())
+        self.resolver = PathResolver(kernel=self.probe,
+                                     max_bases=4 * self.config.dedup_entries + 65536)
+        self.translator = RecordTranslator(self.resolver)
         self.probe.open_ring(self._on_record)
         self.gate = NewcomerGate(running_processes())
         for name in self.probe.attached:
@@ -200,15 +216,28 @@ class Tracer:
         """Take what the ring buffer holds, then translate it in kernel order."""
         self.probe.drain(timeout_ms)
         drained, self._drained = self._drained, []
-        changes = last_cwd_change(drained)
         now = self.clock()
         counts = self._counts_by_index
-        for index, record in enumerate(drained):
+        translate, passes = self.translator.translate, self.gate.passes
+        for record in drained:
             counts[record.syscall] += 1
-            event = self.translator.translate(
-                record, proc_is_current=index >= changes.get(record.tgid, -1))
-            self._add(self.gate.passes(record, event, now), now)
+            self._add(passes(record, translate(record), now), now)
         self._add(self.gate.expired(now), now)
+
+    def _add_coverage(self, now: float) -> None:
+        """What was seen but is no file, per workload, into the open batch."""
+        for cgroup_id, uncounted in self.translator.take_uncounted().items():
+            self.batch.add_coverage(cgroup_id, self._workload_of(cgroup_id), CaptureCounts(
+                paths_too_long=uncounted.paths_too_long,
+                uncertain_paths=uncounted.uncertain_paths), now)
+        if self.probe is None:
+            return
+        for cgroup_id, total in self.probe.io_uring_path_ops().items():
+            delta = total - self._io_uring_seen.get(cgroup_id, 0)
+            if delta > 0:
+                self._io_uring_seen[cgroup_id] = total
+                self.batch.add_coverage(cgroup_id, self._workload_of(cgroup_id),
+                                        CaptureCounts(io_uring_ops=delta), now)
 
     def _add(self, events: list[Event], now: float) -> None:
         for event in events:
@@ -223,14 +252,16 @@ class Tracer:
         return Header(sender=self.sender_id, seq=self.seq)
 
     def _flush(self) -> None:
-        if not self.batch.events:
+        if not self.batch:
             return
-        events, workloads = self.batch.take()
+        events, workloads, coverage = self.batch.take()
         now = self.clock()
         header = self._next_header()
-        pending = PendingBatch(header.seq, events, workloads, created_at=now, last_sent=0.0)
+        pending = PendingBatch(header.seq, events, workloads, created_at=now, last_sent=0.0,
+                               coverage=coverage)
         self.pending.add(pending)
-        if self.sender.send(EventBatch(header, events, workloads, sent_at=now)):
+        if self.sender.send(EventBatch(header, events, workloads, sent_at=now,
+                                       coverage=coverage)):
             pending.last_sent = now
             pending.times_sent = 1
             self.metrics.batches_sent.inc()
@@ -244,7 +275,7 @@ class Tracer:
                 break
             message = EventBatch(Header(self.sender_id, batch.seq), batch.events,
                                  batch.workloads, sent_at=batch.created_at,
-                                 resend=batch.times_sent > 0)
+                                 resend=batch.times_sent > 0, coverage=batch.coverage)
             if not self.sender.send(message):
                 self.metrics.send_blocked.inc()
                 break
@@ -313,6 +344,7 @@ class Tracer:
                 self._flush()
             if now >= next_housekeeping:
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                self._add_coverage(now)
                 self._refresh_targets()
                 self._take_checkpoints()
                 self._resend_due()
@@ -328,6 +360,7 @@ class Tracer:
             self.probe.pause()
             self._drain(0)
             self._add(self.gate.release_all(), self.clock())
+            self._add_coverage(self.clock())
             self._flush()
             self._resend_due()
             self._send_stats()

@@ -7,6 +7,7 @@ A syscall this kernel lacks is skipped at load time with one log line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 
 SYSCALLS: tuple[str, ...] = (
@@ -25,8 +26,8 @@ SYSCALLS: tuple[str, ...] = (
     "utime", "utimes", "utimensat", "futimesat",
     "mknod", "mknodat",
     "name_to_handle_at", "inotify_add_watch", "file_getattr", "open_tree", "pivot_root",
-    # No path, but they copy an fd that later serves as a dirfd.
-    "fcntl", "dup", "dup2", "dup3",
+    # No path, but they change what an fd or the cwd stands for.
+    "fcntl", "dup", "dup2", "dup3", "close", "close_range", "clone", "clone3", "unshare",
 )
 
 # Scheduler tracepoints, indexed after the syscalls.
@@ -34,6 +35,32 @@ SCHED_EVENTS: tuple[str, ...] = ("sched_process_exec", "sched_process_fork", "sc
 
 ALL_NAMES: tuple[str, ...] = SYSCALLS + SCHED_EVENTS
 
+# io_uring's submit tracepoint, by its name on newer and older kernels. Only one with an
+# opcode field is of use.
+IO_URING_SUBMIT: tuple[str, ...] = ("io_uring_submit_req", "io_uring_submit_sqe")
+
+
+def tracepoint_fields(tracefs: str, category: str, event: str) -> set[str] | None:
+    """The field names of a tracepoint's format, or None when it does not exist."""
+    try:
+        with open(os.path.join(tracefs, "events", category, event, "format")) as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    return set(re.findall(r"field:[^;]*?(\w+)(?:\[\d*\])?;", text))
+
+
+def feature_defines(tracefs: str) -> list[str]:
+    """-D flags for what this kernel's sched and io_uring tracepoints offer."""
+    defines = []
+    exit_fields = tracepoint_fields(tracefs, "sched", "sched_process_exit") or set()
+    if "group_dead" in exit_fields:
+        defines.append("-DHAVE_GROUP_DEAD")
+    for event in IO_URING_SUBMIT:
+        if "opcode" in (tracepoint_fields(tracefs, "io_uring", event) or set()):
+            defines.append(f"-DHAVE_{event}")
+            break
+    return defines
 
 
 def available(tracefs: str, names: Iterable[str] = SYSCALLS) -> tuple[list[str], list[str]]:

@@ -1,4 +1,5 @@
-"""PathResolver: the event-fed model, the /proc fallback (fake trees), and real processes."""
+"""PathResolver: joining to kernel-named bases, priming from /proc (fake trees and real
+processes), and the cases where it must say it does not know."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import textwrap
 
 import pytest
 
-from snoop.tracer.resolve import AT_FDCWD, PathResolver, join, translate
+from snoop.tracer import records
+from snoop.tracer.resolve import Outcome, PathResolver, join, join_in_root, translate
 
 # ---------------------------------------------------------------- join and translate
 
@@ -36,6 +38,20 @@ from snoop.tracer.resolve import AT_FDCWD, PathResolver, join, translate
 )
 def test_join(base: bytes, rel: bytes, expected: bytes) -> None:
     assert join(base, rel) == expected
+
+
+@pytest.mark.parametrize(
+    ("rel", "expected"),
+    [
+        (b"doc/x", b"/r/doc/x"),
+        (b"/doc/x", b"/r/doc/x"),  # "/" is the dirfd
+        (b"../../etc/passwd", b"/r/etc/passwd"),  # ".." never leaves it
+        (b"a/../../b", b"/r/b"),
+        (b"", b"/r"),
+    ],
+)
+def test_join_in_root(rel: bytes, expected: bytes) -> None:
+    assert join_in_root(b"/r", rel) == expected
 
 
 @pytest.mark.parametrize(
@@ -99,254 +115,199 @@ def proc(tmp_path) -> FakeProc:
     return FakeProc(tmp_path / "proc")
 
 
+AT_FDCWD = -100
+EBADF, EXDEV = 9, 18
+
+
+def record(path: bytes, *, base: int = 0, dirfd: int = AT_FDCWD, ret: int = 0, flags: int = 0,
+           skip: int = 0, resolve: int = 0, kind: int = 4, serial: int = 1, pid: int = 10,
+           tgid: int = 10) -> records.Record:
+    return records.Record(cgroup_id=1, pid=pid, tgid=tgid, ret=ret, dirfd=dirfd, kind=kind,
+                          flags=flags, syscall=0, path=path, serial=serial, base=base,
+                          skip=skip, resolve=resolve)
+
+
+class FakeKernel:
+    """The kernel's tables, as the resolver asks about them."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, tuple[int, int]] = {}
+        self.cwds: dict[int, int] = {}
+        self.fds: dict[tuple[int, int], int] = {}
+
+    def contexts(self, tgid: int) -> tuple[int, int] | None:
+        return self.procs.get(tgid)
+
+    def cwd_base(self, fs: int) -> int:
+        return self.cwds.get(fs, 0)
+
+    def fd_base(self, files: int, fd: int) -> int:
+        return self.fds.get((files, fd), 0)
+
+
 @pytest.fixture
-def resolver(proc: FakeProc) -> PathResolver:
+def kernel() -> FakeKernel:
+    return FakeKernel()
+
+
+@pytest.fixture
+def resolver(proc: FakeProc, kernel: FakeKernel) -> PathResolver:
     os.makedirs(proc.path)
-    return PathResolver(proc=proc.path)
+    return PathResolver(kernel, proc=proc.path)
+
+
+def prime_cwd(serial: int, tgid: int = 10, fs: int = 100) -> records.Record:
+    return record(b"", kind=records.KIND_PRIME_CWD, serial=serial, ret=fs, tgid=tgid, pid=tgid)
+
+
+def prime_fd(serial: int, fd: int, tgid: int = 10, files: int = 200) -> records.Record:
+    return record(b"", kind=records.KIND_PRIME_FD, serial=serial, ret=files, dirfd=fd,
+                  tgid=tgid, pid=tgid)
 
 
 def test_absolute_paths_pass_through_untouched(resolver: PathResolver) -> None:
-    assert resolver.resolve(1, 1, AT_FDCWD, b"/etc/../etc//passwd") == (
-        b"/etc/../etc//passwd", True)
-    assert resolver.resolve(1, 1, 7, b"/x") == (b"/x", True)
+    assert resolver.resolve(record(b"/etc/../etc//passwd")) == (
+        b"/etc/../etc//passwd", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"/x", dirfd=7)) == (b"/x", Outcome.RESOLVED)
 
 
-def test_unknown_process_is_unresolved_not_dropped(resolver: PathResolver) -> None:
-    assert resolver.resolve(4242, 4242, AT_FDCWD, b"main.py") == (b"main.py", False)
-    assert resolver.resolve(4242, 4242, 5, b"x") == (b"x", False)
-    assert resolver.resolve(4242, 4242, -1, b"x") == (b"x", False)  # bad dirfd
-    assert resolver.resolve(4242, 4242, 5, b"") == (b"", False)
-    assert resolver.stats.unresolved == 4
+def test_relative_paths_join_the_base_the_kernel_names(resolver: PathResolver) -> None:
+    resolver.learn(5, b"/usr/share/doc")
+    resolver.learn(6, b"/etc")
+    assert resolver.resolve(record(b"bash/copyright", base=5)) == (
+        b"/usr/share/doc/bash/copyright", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"../x", base=6, dirfd=3)) == (b"/x", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"", base=6, dirfd=3)) == (b"/etc", Outcome.RESOLVED)
 
 
-def test_cwd_from_proc(resolver: PathResolver, proc: FakeProc) -> None:
-    proc.process(10, cwd="/home/user")
-    assert resolver.resolve(10, 10, AT_FDCWD, b"notes.txt") == (b"/home/user/notes.txt", True)
-    assert resolver.resolve(10, 10, AT_FDCWD, b"../x") == (b"/home/x", True)
-    assert resolver.stats.from_proc == 1  # then cached
-    assert resolver.stats.from_model == 1
+def test_a_base_never_learned_is_unresolved_not_guessed(resolver: PathResolver) -> None:
+    resolver.learn(5, b"/somewhere")
+    assert resolver.resolve(record(b"x", base=7)) == (b"x", Outcome.UNRESOLVED)
+    assert resolver.resolve(record(b"x", base=0, dirfd=3)) == (b"x", Outcome.UNRESOLVED)
+    assert resolver.stats.unresolved == 2
 
 
-def test_proc_fallback_is_cached_per_process(resolver: PathResolver, proc: FakeProc) -> None:
-    proc.process(10, cwd="/a")
-    assert resolver.resolve(10, 10, AT_FDCWD, b"x") == (b"/a/x", True)
-    proc.set_cwd(10, "/b")  # without a chdir event the model keeps what it learnt
-    assert resolver.resolve(10, 10, AT_FDCWD, b"x") == (b"/a/x", True)
-    resolver.on_chdir(10, b"/c")
-    assert resolver.resolve(10, 10, AT_FDCWD, b"x") == (b"/c/x", True)
+def test_threads_with_their_own_state_are_uncertain(resolver: PathResolver) -> None:
+    resolver.learn(5, b"/a")
+    assert resolver.resolve(record(b"x", base=5, flags=records.FLAG_UNCERTAIN)) == (
+        b"x", Outcome.UNCERTAIN)
+    # An absolute name means the same whatever the threads share.
+    assert resolver.resolve(record(b"/x", flags=records.FLAG_UNCERTAIN)) == (
+        b"/x", Outcome.RESOLVED)
 
 
-def test_fd_from_proc(resolver: PathResolver, proc: FakeProc) -> None:
-    proc.process(10, cwd="/", fds={3: "/usr/lib", 4: "socket:[777]", 5: "/tmp/gone (deleted)"})
-    assert resolver.resolve(10, 10, 3, b"x86_64-linux-gnu/libc.so.6") == (
-        b"/usr/lib/x86_64-linux-gnu/libc.so.6", True)
-    assert resolver.resolve(10, 10, 4, b"x") == (b"x", False)
-    assert resolver.resolve(10, 10, 5, b"") == (b"/tmp/gone", True)
-    assert resolver.resolve(10, 10, 6, b"x") == (b"x", False)  # not open
+def test_a_bad_dirfd_touched_nothing(resolver: PathResolver) -> None:
+    assert resolver.resolve(record(b"x", dirfd=42, ret=-EBADF))[1] is Outcome.UNTOUCHED
 
 
-def test_empty_path_is_the_fd_itself(resolver: PathResolver, proc: FakeProc) -> None:
-    proc.process(10, cwd="/work", fds={3: "/usr/bin/python3"})
-    assert resolver.resolve(10, 10, 3, b"") == (b"/usr/bin/python3", True)
-    assert resolver.resolve(10, 10, AT_FDCWD, b"") == (b"/work", True)
+def test_magic_fd_and_cwd_prefixes(resolver: PathResolver) -> None:
+    resolver.learn(5, b"/usr/share/doc")
+    path = b"/proc/self/fd/3/bash/copyright"
+    assert resolver.resolve(record(path, base=5, dirfd=3, flags=records.FLAG_MAGIC,
+                                   skip=len(b"/proc/self/fd/3/"))) == (
+        b"/usr/share/doc/bash/copyright", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"/dev/fd/3", base=5, dirfd=3, flags=records.FLAG_MAGIC,
+                                   skip=len(b"/dev/fd/3"))) == (
+        b"/usr/share/doc", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"/proc/self/root/etc/x", dirfd=records.FD_ROOT,
+                                   flags=records.FLAG_MAGIC,
+                                   skip=len(b"/proc/self/root"))) == (
+        b"/etc/x", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"/dev/fd/9/x", base=77, dirfd=9,
+                                   flags=records.FLAG_MAGIC, skip=9))[1] is Outcome.UNRESOLVED
 
 
-def test_chroot_translation(resolver: PathResolver, proc: FakeProc) -> None:
+def test_openat2_resolve_flags(resolver: PathResolver) -> None:
+    resolver.learn(5, b"/usr/share")
+    in_root = records.RESOLVE_IN_ROOT
+    assert resolver.resolve(record(b"/doc/coreutils/copyright", base=5, dirfd=3,
+                                   resolve=in_root)) == (
+        b"/usr/share/doc/coreutils/copyright", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"../../etc/passwd", base=5, dirfd=3,
+                                   resolve=in_root)) == (b"/usr/share/etc/passwd",
+                                                         Outcome.RESOLVED)
+    beneath = records.RESOLVE_BENEATH
+    assert resolver.resolve(record(b"doc/x", base=5, dirfd=3, resolve=beneath)) == (
+        b"/usr/share/doc/x", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"../../etc/passwd", base=5, dirfd=3, resolve=beneath,
+                                   ret=-EXDEV))[1] is Outcome.UNTOUCHED
+
+
+def test_prime_learns_from_proc_when_the_kernel_confirms(
+        resolver: PathResolver, proc: FakeProc, kernel: FakeKernel) -> None:
+    proc.process(10, cwd="/home/user", fds={3: "/usr/lib"})
+    kernel.procs[10] = (100, 200)
+    kernel.cwds[100] = 7
+    kernel.fds[(200, 3)] = 8
+    assert resolver.prime(prime_cwd(7))
+    assert resolver.prime(prime_fd(8, 3))
+    assert resolver.resolve(record(b"notes.txt", base=7)) == (
+        b"/home/user/notes.txt", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"libc.so.6", base=8, dirfd=3)) == (
+        b"/usr/lib/libc.so.6", Outcome.RESOLVED)
+    assert resolver.stats.primed == 2
+
+
+def test_prime_refused_when_the_process_moved_on(
+        resolver: PathResolver, proc: FakeProc, kernel: FakeKernel) -> None:
+    """/proc shows now; if the kernel's table changed since the prime, /proc may show a
+    later cwd or fd than the one the records mean."""
+    proc.process(10, cwd="/later", fds={3: "/reopened"})
+    kernel.procs[10] = (100, 200)
+    kernel.cwds[100] = 9  # a chdir since the prime minted 7
+    kernel.fds[(200, 3)] = 0  # closed since
+    assert not resolver.prime(prime_cwd(7))
+    assert not resolver.prime(prime_fd(8, 3))
+    kernel.procs[10] = (101, 201)  # new contexts (exec, unshare) with the same serials
+    kernel.cwds[101] = 7
+    assert not resolver.prime(prime_cwd(7))
+    assert resolver.resolve(record(b"x", base=7)) == (b"x", Outcome.UNRESOLVED)
+    assert resolver.stats.primes_refused == 3
+
+
+def test_prime_of_a_gone_process_or_a_socket_is_refused(
+        resolver: PathResolver, proc: FakeProc, kernel: FakeKernel) -> None:
+    proc.process(10, cwd="/", fds={4: "socket:[777]"})
+    kernel.procs[10] = (100, 200)
+    kernel.fds[(200, 4)] = 8
+    assert not resolver.prime(prime_fd(8, 4))
+    assert not resolver.prime(prime_cwd(7, tgid=4242))
+    assert not PathResolver(None, proc=proc.path).prime(prime_fd(8, 4))
+
+
+def test_prime_translates_a_chroot_into_the_process_view(
+        resolver: PathResolver, proc: FakeProc, kernel: FakeKernel) -> None:
     proc.process(20, cwd="/srv/jail/app", root="/srv/jail",
                  fds={3: "/srv/jail/app/data", 4: "/etc/outside"})
-    assert resolver.resolve(20, 20, AT_FDCWD, b"main.py") == (b"/app/main.py", True)
-    assert resolver.resolve(20, 20, 3, b"x.db") == (b"/app/data/x.db", True)
-    assert resolver.resolve(20, 20, 4, b"x") == (b"x", False)  # outside its root
+    kernel.procs[20] = (100, 200)
+    kernel.cwds[100] = 7
+    kernel.fds[(200, 3)] = 8
+    kernel.fds[(200, 4)] = 9
+    assert resolver.prime(prime_cwd(7, tgid=20))
+    assert resolver.prime(prime_fd(8, 3, tgid=20))
+    assert not resolver.prime(prime_fd(9, 4, tgid=20))  # outside its root
+    assert resolver.base(7) == b"/app"
+    assert resolver.base(8) == b"/app/data"
 
 
-def test_chroot_with_cwd_outside_root_is_unresolved(resolver: PathResolver,
-                                                    proc: FakeProc) -> None:
-    # chroot() without chdir(): the kernel itself calls such a cwd unreachable.
-    proc.process(21, cwd="/home/user", root="/srv/jail")
-    assert resolver.resolve(21, 21, AT_FDCWD, b"x") == (b"x", False)
+def test_prime_of_a_thread_whose_leader_exited(
+        resolver: PathResolver, proc: FakeProc, kernel: FakeKernel) -> None:
+    proc.process(31, cwd="/work", task_of=30)
+    kernel.procs[30] = (100, 200)
+    kernel.cwds[100] = 7
+    assert resolver.prime(record(b"", kind=records.KIND_PRIME_CWD, serial=7, ret=100,
+                                 tgid=30, pid=31))
+    assert resolver.base(7) == b"/work"
 
 
-def test_chroot_root_exactly(resolver: PathResolver, proc: FakeProc) -> None:
-    proc.process(22, cwd="/srv/jail", root="/srv/jail")
-    assert resolver.resolve(22, 22, AT_FDCWD, b"bin/sh") == (b"/bin/sh", True)
-
-
-def test_thread_of_exited_leader_uses_task_dir(resolver: PathResolver, proc: FakeProc) -> None:
-    os.makedirs(f"{proc.path}/30")  # the leader is a zombie: no cwd, no root
-    proc.process(31, cwd="/srv", task_of=30)
-    assert resolver.resolve(31, 30, AT_FDCWD, b"x") == (b"/srv/x", True)
-
-
-# ---------------------------------------------------------------- the event-fed model
-
-
-def test_chdir_sequence(resolver: PathResolver) -> None:
-    resolver.on_chdir(1, b"/usr")
-    assert resolver.resolve(1, 1, AT_FDCWD, b"bin/env") == (b"/usr/bin/env", True)
-    resolver.on_chdir(1, b"lib")  # relative to the known cwd
-    assert resolver.resolve(1, 1, AT_FDCWD, b"x") == (b"/usr/lib/x", True)
-    resolver.on_chdir(1, b"..")
-    assert resolver.resolve(1, 1, AT_FDCWD, b"x") == (b"/usr/x", True)
-    resolver.on_chdir(1, b"/")
-    assert resolver.resolve(1, 1, AT_FDCWD, b"etc/hosts") == (b"/etc/hosts", True)
-    assert resolver.stats.from_model == 4 and resolver.stats.from_proc == 0
-
-
-def test_relative_chdir_with_unknown_cwd_stays_unknown(resolver: PathResolver,
-                                                       proc: FakeProc) -> None:
-    resolver.on_fd(1, 3, b"/x")  # the process is known, its cwd is not
-    resolver.on_chdir(1, b"sub")
-    proc.process(1, cwd="/real/sub")  # what the kernel says after that chdir
-    assert resolver.resolve(1, 1, AT_FDCWD, b"f") == (b"/real/sub/f", True)
-
-
-def test_fork_inherits_cwd_and_fds(resolver: PathResolver) -> None:
-    resolver.on_chdir(100, b"/app")
-    resolver.on_fd(100, 3, b"/app/static")
-    resolver.on_fork(100, 101)
-    resolver.on_chdir(100, b"/parent-moved")  # after the fork: not the child's business
-    resolver.on_fd(100, 3, b"/reused")
-    assert resolver.resolve(101, 101, AT_FDCWD, b"main.py") == (b"/app/main.py", True)
-    assert resolver.resolve(101, 101, 3, b"css/a.css") == (b"/app/static/css/a.css", True)
-    resolver.on_chdir(101, b"/child")
-    assert resolver.resolve(100, 100, AT_FDCWD, b"x") == (b"/parent-moved/x", True)
-    assert resolver.resolve(100, 100, 3, b"y") == (b"/reused/y", True)
-    assert resolver.resolve(101, 101, AT_FDCWD, b"x") == (b"/child/x", True)
-
-
-def test_fork_chain_and_threads_share_the_process_state(resolver: PathResolver) -> None:
-    resolver.on_chdir(1, b"/srv")
-    resolver.on_fork(1, 2)
-    resolver.on_fork(2, 3)
-    # A thread (pid 4) of process 3 resolves with its tgid.
-    assert resolver.resolve(4, 3, AT_FDCWD, b"www") == (b"/srv/www", True)
-
-
-def test_fork_of_unknown_parent_replaces_stale_child_state(resolver: PathResolver,
-                                                           proc: FakeProc) -> None:
-    resolver.on_chdir(7, b"/stale")  # pid 7 exited without our noticing; reused now
-    resolver.on_fork(6, 7)
-    proc.process(7, cwd="/fresh")
-    assert resolver.resolve(7, 7, AT_FDCWD, b"x") == (b"/fresh/x", True)
-
-
-def test_exec_keeps_cwd_and_fds(resolver: PathResolver) -> None:
-    resolver.on_chdir(5, b"/opt/app")
-    resolver.on_fd(5, 9, b"/opt/app/conf")
-    resolver.on_exec(5)
-    assert resolver.resolve(5, 5, AT_FDCWD, b"run") == (b"/opt/app/run", True)
-    assert resolver.resolve(5, 5, 9, b"a.ini") == (b"/opt/app/conf/a.ini", True)
-
-
-def test_exit_forgets(resolver: PathResolver) -> None:
-    resolver.on_chdir(5, b"/opt")
-    resolver.on_fd(5, 3, b"/opt/x")
-    resolver.on_exit(5)
-    assert len(resolver) == 0 and resolver.fd_count == 0
-    assert resolver.resolve(5, 5, AT_FDCWD, b"x") == (b"x", False)
-
-
-def test_fchdir_and_find_style_dirfd_walk(resolver: PathResolver) -> None:
-    # find(1): openat(AT_FDCWD, "/usr", O_DIRECTORY) = 3, openat(3, "share", ...) = 4,
-    # fchdir(4), newfstatat(4, "doc", ...), then stat relative to the new cwd.
-    resolver.on_chdir(50, b"/root")
-    resolved, ok = resolver.resolve(50, 50, AT_FDCWD, b"/usr")
-    resolver.on_fd(50, 3, resolved)
-    resolved, ok = resolver.resolve(50, 50, 3, b"share")
-    assert (resolved, ok) == (b"/usr/share", True)
-    resolver.on_fd(50, 4, resolved)
-    assert resolver.resolve(50, 50, 4, b"doc") == (b"/usr/share/doc", True)
-    resolver.on_fchdir(50, 4)
-    assert resolver.resolve(50, 50, AT_FDCWD, b"man") == (b"/usr/share/man", True)
-
-
-def test_fchdir_to_unknown_fd_falls_back_to_proc(resolver: PathResolver, proc: FakeProc) -> None:
-    resolver.on_chdir(60, b"/old")
-    resolver.on_fchdir(60, 8)
-    proc.process(60, cwd="/new")
-    assert resolver.resolve(60, 60, AT_FDCWD, b"x") == (b"/new/x", True)
-
-
-def test_unresolved_open_forgets_the_fd(resolver: PathResolver) -> None:
-    resolver.on_fd(1, 3, b"/first")
-    resolver.on_fd(1, 3, b"relative-unresolved")
-    assert resolver.resolve(1, 1, 3, b"x") == (b"x", False)
-
-
-def test_close_and_dup(resolver: PathResolver) -> None:
-    resolver.on_fd(1, 3, b"/etc")
-    resolver.on_dup(1, 3, 10)
-    resolver.on_close(1, 3)
-    assert resolver.resolve(1, 1, 3, b"x") == (b"x", False)
-    assert resolver.resolve(1, 1, 10, b"hosts") == (b"/etc/hosts", True)
-    resolver.on_dup(1, 3, 10)  # dup of a closed fd: 10 is no longer /etc
-    assert resolver.resolve(1, 1, 10, b"hosts") == (b"hosts", False)
-
-
-def test_chroot_event_forgets_old_view(resolver: PathResolver, proc: FakeProc) -> None:
-    resolver.on_chdir(70, b"/srv/jail")
-    resolver.on_fd(70, 3, b"/srv/jail/etc")
-    resolver.on_chroot(70)
-    proc.process(70, cwd="/srv/jail", root="/srv/jail", fds={3: "/srv/jail/etc"})
-    assert resolver.resolve(70, 70, AT_FDCWD, b"bin/sh") == (b"/bin/sh", True)
-    assert resolver.resolve(70, 70, 3, b"passwd") == (b"/etc/passwd", True)
-
-
-def test_exec_rereads_root(resolver: PathResolver, proc: FakeProc) -> None:
-    proc.process(80, cwd="/srv/jail/a", root="/srv/jail", fds={3: "/srv/jail/d"})
-    assert resolver.resolve(80, 80, 3, b"x") == (b"/d/x", True)
-    proc.process(80, root="/", fds={4: "/srv/jail/e"})  # e.g. setns, then exec
-    resolver.on_exec(80)
-    assert resolver.resolve(80, 80, 4, b"x") == (b"/srv/jail/e/x", True)
-
-
-# ---------------------------------------------------------------- bounded memory
-
-
-def test_processes_are_bounded_lru(proc: FakeProc) -> None:
-    os.makedirs(proc.path)
-    resolver = PathResolver(proc=proc.path, max_processes=3)
-    for tgid in (1, 2, 3):
-        resolver.on_chdir(tgid, b"/p%d" % tgid)
-    resolver.resolve(1, 1, AT_FDCWD, b"x")  # 1 is now the most recently used
-    resolver.on_chdir(4, b"/p4")
+def test_bases_are_bounded(proc: FakeProc) -> None:
+    resolver = PathResolver(None, proc=proc.path, max_bases=3)
+    for serial in range(1, 6):
+        resolver.learn(serial, b"/d%d" % serial)
     assert len(resolver) == 3
-    assert resolver.resolve(2, 2, AT_FDCWD, b"x") == (b"x", False)  # evicted
-    assert resolver.resolve(1, 1, AT_FDCWD, b"x") == (b"/p1/x", True)
+    assert resolver.base(1) is None and resolver.base(5) == b"/d5"
+    assert resolver.stats.evicted == 2
 
-
-def test_fds_are_bounded_per_process_and_in_total(proc: FakeProc) -> None:
-    os.makedirs(proc.path)
-    resolver = PathResolver(proc=proc.path, max_fds_per_process=4, max_fds=10)
-    for fd in range(10):
-        resolver.on_fd(1, fd, b"/f%d" % fd)
-    assert resolver.fd_count == 4
-    assert resolver.resolve(1, 1, 9, b"x") == (b"/f9/x", True)
-    assert resolver.resolve(1, 1, 0, b"x") == (b"x", False)  # oldest dropped
-    for tgid in range(2, 6):
-        for fd in range(3):
-            resolver.on_fd(tgid, fd, b"/t%d" % tgid)
-    assert resolver.fd_count <= 10
-    assert resolver.resolve(5, 5, 0, b"x") == (b"/t5/x", True)  # the newest survives
-    for _ in range(3):
-        resolver.on_fork(5, 6)
-        resolver.on_exit(6)
-    assert resolver.fd_count == sum(len(p.fds) for p in resolver._processes.values())
-
-
-def test_many_processes_stay_bounded(proc: FakeProc) -> None:
-    os.makedirs(proc.path)
-    resolver = PathResolver(proc=proc.path, max_processes=1000, max_fds=5000)
-    resolver.on_chdir(1, b"/")
-    for tgid in range(2, 20001):
-        resolver.on_fork(tgid - 1, tgid)
-        resolver.on_fd(tgid, 3, b"/x")
-        resolver.on_fd(tgid, 4, b"/y")
-    assert len(resolver) <= 1000
-    assert resolver.fd_count <= 5000
-
-
-# ---------------------------------------------------------------- real processes
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, mounts)")
 
@@ -372,6 +333,15 @@ def spawn():
                 process.stdout.close()
 
 
+def confirming_resolver(pid: int, fd: int = -1) -> PathResolver:
+    """A resolver on the real /proc whose kernel confirms serial 7 (cwd) and 8 (fd)."""
+    kernel = FakeKernel()
+    kernel.procs[pid] = (1, 2)
+    kernel.cwds[1] = 7
+    kernel.fds[(2, fd)] = 8
+    return PathResolver(kernel)
+
+
 def _read_ready_line(process: subprocess.Popen) -> str:
     line = process.stdout.readline()
     if not line:
@@ -383,10 +353,10 @@ def test_real_process_in_a_subdirectory(tmp_path, spawn) -> None:
     work = tmp_path / "work" / "sub"
     work.mkdir(parents=True)
     process = spawn(["sleep", "60"], cwd=work)
-    resolver = PathResolver()
-    resolved, ok = resolver.resolve(process.pid, process.pid, AT_FDCWD, b"../data/x.txt")
-    assert ok
-    assert resolved == os.fsencode(tmp_path / "work" / "data" / "x.txt")
+    resolver = confirming_resolver(process.pid)
+    assert resolver.prime(prime_cwd(7, tgid=process.pid, fs=1))
+    assert resolver.resolve(record(b"../data/x.txt", base=7)) == (
+        os.fsencode(tmp_path / "work" / "data" / "x.txt"), Outcome.RESOLVED)
 
 
 _CHROOT_CHILD = textwrap.dedent("""
@@ -410,11 +380,12 @@ def test_real_chroot_is_translated_into_the_process_view(tmp_path, spawn) -> Non
     assert os.readlink(f"/proc/{process.pid}/cwd") == str(jail / "app")
     assert os.readlink(f"/proc/{process.pid}/root") == str(jail)
     # ...and the resolver reports what the process itself named.
-    resolver = PathResolver()
-    assert resolver.resolve(process.pid, process.pid, AT_FDCWD, b"main.py") == (
-        b"/app/main.py", True)
-    assert resolver.resolve(process.pid, process.pid, fd, b"x.db") == (b"/app/data/x.db", True)
-    assert resolver.stats.from_proc == 2
+    resolver = confirming_resolver(process.pid, fd)
+    assert resolver.prime(prime_cwd(7, tgid=process.pid, fs=1))
+    assert resolver.prime(prime_fd(8, fd, tgid=process.pid, files=2))
+    assert resolver.resolve(record(b"main.py", base=7)) == (b"/app/main.py", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"x.db", base=8, dirfd=fd)) == (
+        b"/app/data/x.db", Outcome.RESOLVED)
 
 
 # A container's start, in miniature: a private mount namespace and pivot_root into a
@@ -456,7 +427,8 @@ def test_real_mount_namespace_paths_are_already_in_the_process_view(tmp_path, sp
     # The kernel prints paths relative to the other namespace's root: no prefix to strip.
     assert os.readlink(f"/proc/{process.pid}/root") == "/"
     assert os.readlink(f"/proc/{process.pid}/cwd") == "/app"
-    resolver = PathResolver()
-    assert resolver.resolve(process.pid, process.pid, AT_FDCWD, b"main.py") == (
-        b"/app/main.py", True)
-    assert resolver.resolve(process.pid, process.pid, fd, b"") == (b"/app/data", True)
+    resolver = confirming_resolver(process.pid, fd)
+    assert resolver.prime(prime_cwd(7, tgid=process.pid, fs=1))
+    assert resolver.prime(prime_fd(8, fd, tgid=process.pid, files=2))
+    assert resolver.resolve(record(b"main.py", base=7)) == (b"/app/main.py", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"", base=8, dirfd=fd)) == (b"/app/data", Outcome.RESOLVED)

@@ -1,8 +1,11 @@
 // Snoop's kernel side: every path-taking syscall of the target cgroups, deduplicated,
-// as variable-length records in one ring buffer.
+// as variable-length records in one ring buffer, plus the state that gives relative
+// paths their meaning.
 //
 // Compiled by bcc at tracer start. The loader passes, with -D:
 //   HAVE_<syscall>       for each syscall tracepoint this kernel has (others are skipped)
+//   HAVE_GROUP_DEAD      when sched_process_exit says whether the whole process died
+//   HAVE_io_uring_submit_req or HAVE_io_uring_submit_sqe, when that tracepoint has an opcode
 //   SYS_IDX_<syscall>    the syscall's index in the tracer's syscall table (for metrics)
 //   RINGBUF_PAGES, DEDUP_ENTRIES, DEDUP_TTL_NS, MAX_CGROUP_LEVELS, WAKEUP_EVERY
 //
@@ -10,9 +13,23 @@
 // installed, which may not match the running kernel): only tracepoint arguments, user
 // memory and BPF helpers. The record layout below is mirrored once in tracer/records.py;
 // tests/tracer/test_records.py checks the two agree.
+//
+// The cwd and fd model lives here, not in user space, because the dedup must never hide
+// what the model needs. Every record has a unique serial. A record whose path later
+// serves as a base (a successful open: its fd; a successful chdir: the cwd) is a "base
+// record"; the tracer remembers serial -> resolved path for those. The kernel keeps, per
+// process, which serial its cwd and each of its fds stand for, through fork (copied or
+// shared by CLONE_FS/CLONE_FILES), dup, close, close_range, exec (close-on-exec) and
+// chroot, and stamps every relative record with the serial of its base. A deduplicated
+// open still updates the fd table, with the serial of the record that was sent. Where
+// the kernel does not know a base (an fd or cwd from before tracing, or one that came by
+// a way it does not see, such as SCM_RIGHTS), it mints a serial and sends a PRIME
+// record; the tracer reads /proc for it and checks the kernel's table still holds that
+// serial, so a /proc answer is never taken for a state that has changed since.
 
 #define SNOOP_PATH_MAX 4096
 #define AT_FDCWD_VALUE -100
+#define FD_ROOT -2  // magic prefix /proc/self/root: the rest is an absolute path
 
 // Access kinds: the values of snoop.common.protocol.AccessKind.
 #define KIND_FROM_FLAGS 0
@@ -34,15 +51,29 @@
 #define KIND_CHOWN 16
 #define KIND_UTIME 17
 #define KIND_MKNOD 18
-// Process life cycle records, for the tracer's cwd and fd model; never reported as files.
-#define KIND_FORK 100
-#define KIND_EXIT 101
-#define KIND_DUP 102  // ret is a new fd for the same file as dirfd
+// Records for the tracer's bookkeeping; never reported as files.
+#define KIND_FORK 100       // ret: child pid
+#define KIND_EXIT 101       // the whole process died
+#define KIND_PRIME_CWD 103  // serial now stands for the cwd of tgid; ret: its fs context
+#define KIND_PRIME_FD 104   // serial now stands for fd `dirfd` of tgid; ret: its fd table
+// Stash-only kinds: handled at sys_exit, never sent.
+#define KIND_DUP 102
+#define KIND_FCHDIR 105
+#define KIND_CLONE 106
+#define KIND_UNSHARE 107
 
 // Record flags.
 #define FLAG_READ_FAILED 1  // the path could not be read from user memory
 #define FLAG_TRUNCATED 2    // the string filled SNOOP_PATH_MAX (the kernel rejects it too)
 #define FLAG_FROM_EXEC 4    // from sched_process_exec: the binary that really ran
+#define FLAG_MAGIC 8        // /proc/self/fd/N/..., /dev/fd/N/...: `skip` bytes stand for base
+#define FLAG_BASE 16        // this record's serial names the fd it returned or the new cwd
+#define FLAG_UNCERTAIN 32   // relative, in a process whose threads do not share one model
+
+// Stash options.
+#define STASH_RETURNS_FD 1
+#define STASH_CLOEXEC 2
+#define STASH_EXEC_RETRY 4  // an exec name unreadable at entry: read it at exit if it failed
 
 // Counter slots (per CPU).
 #define STAT_SUBMITTED 0
@@ -50,25 +81,38 @@
 #define STAT_READ_FAILED 2
 #define STAT_DEDUP_HITS 3
 #define STAT_STASH_FULL 4
+#define STAT_PRIMED 5
 #define STAT_SLOTS 8
 
 #define O_ACCMODE_BITS 3
 #define O_CREAT_BIT 0100
 #define O_TRUNC_BIT 01000
 #define O_APPEND_BIT 02000
+#define O_CLOEXEC_BIT 02000000
+#define RESOLVE_MASK 0x18  // RESOLVE_BENEATH | RESOLVE_IN_ROOT
+
+#define CLONE_VM_BIT 0x100
+#define CLONE_FS_BIT 0x200
+#define CLONE_FILES_BIT 0x400
+#define CLONE_THREAD_BIT 0x10000
+#define CLONE_NEWNS_BIT 0x20000
 
 struct event_hdr {
     u64 cgroup_id;
+    u64 serial;    // unique per record
+    u64 base;      // serial of the cwd or fd a relative (or magic) path is relative to
+    s64 ret;       // syscall return value; child pid for KIND_FORK; context for PRIME
     u32 pid;       // thread id
     u32 tgid;      // process id
-    s64 ret;       // syscall return value (an fd for opens); child pid for KIND_FORK
     s32 dirfd;     // AT_FDCWD (-100) or the fd a relative path is relative to
     u16 path_len;  // bytes of path following the header, without the NUL
+    u16 syscall;   // SYS_IDX_* of the syscall
+    u16 skip;      // FLAG_MAGIC: bytes of the path's /proc/self/fd/N/ prefix
     u8 kind;
     u8 flags;
-    u16 syscall;   // SYS_IDX_* of the syscall
-    u16 reserved;
-    u32 reserved2;
+    u8 resolve;    // openat2's RESOLVE_BENEATH and RESOLVE_IN_ROOT bits
+    u8 pad1;
+    u16 pad2;
 };
 
 struct event_buf {
@@ -80,27 +124,69 @@ struct event_buf {
 struct stash {
     u64 path;
     u64 path2;
+    u64 arg;  // clone/unshare flags
     s32 dirfd;
     s32 dirfd2;
     u16 syscall;
     u8 kind;
     u8 kind2;
+    u8 opts;
+    u8 resolve;
+    u16 pad;
 };
 
 struct dedup_key {
     u64 cgroup_id;
     u64 hash;
-    u32 tgid;   // only for relative paths, which mean something else in another process
-    u32 gen;    // cwd generation of tgid, for cwd-relative paths
+    u64 base;  // 0 for absolute paths; a relative path means something else elsewhere
     u16 len;
     u8 kind;
-    u8 pad[5];
+    u8 flags;  // FLAG_BASE and the resolve bits change what the record means
+    u32 pad;
+};
+
+struct dedup_value {
+    u64 sent_at;
+    u64 serial;  // of the record that was sent: what a deduplicated open's fd stands for
+};
+
+struct proc {
+    u64 fs;          // its fs context (cwd): shared with CLONE_FS peers
+    u64 files;       // its fd table: shared with CLONE_FILES peers
+    u64 root_stamp;  // time of its last chroot: fd entries from before name another view
+    u32 uncertain;   // a thread has its own cwd or fd table: not modelled
+    u32 pad;
+};
+
+struct fd_key {
+    u64 files;
+    s32 fd;
+    u32 pad;
+};
+
+struct fd_entry {
+    u64 base;   // 0: closed, or unknown to the kernel
+    u64 stamp;  // when it was set
+    u32 cloexec;
+    u32 pad;
+};
+
+// A table copied from another at `since` (fork, exec, close_range): entries it has not
+// set itself are looked up in `parent`, if older than the copy.
+struct files_link {
+    u64 parent;
+    u64 since;
+    u32 drop_cloexec;  // exec: close-on-exec entries did not survive
+    u32 closed_lo;     // close_range: [lo, hi] did not survive (lo > hi: none)
+    u32 closed_hi;
+    u32 pad;
 };
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(scratch, struct event_buf, 1);
 BPF_PERCPU_ARRAY(counters, u64, STAT_SLOTS);
 BPF_PERCPU_ARRAY(wakeup_count, u32, 1);
+BPF_PERCPU_ARRAY(serials, u64, 1);
 // Target cgroup ids: 1 = trace it and its descendants, 2 = exclude it and its descendants.
 BPF_HASH(targets, u64, u8, 4096);
 // Cached verdict per cgroup id: (generation << 8) | verdict. Stale generations recompute.
@@ -111,8 +197,13 @@ BPF_HASH(excluded_tgids, u32, u8, 1024);
 // period each); pausing first makes a stop instant, so the final drain is complete.
 BPF_ARRAY(control, u32, 1);
 BPF_TABLE("lru_hash", u32, struct stash, inflight, 16384);
-BPF_TABLE("lru_hash", u32, u32, cwd_gen, 65536);
-BPF_TABLE("lru_hash", struct dedup_key, u64, dedup, DEDUP_ENTRIES);
+BPF_TABLE("lru_hash", struct dedup_key, struct dedup_value, dedup, DEDUP_ENTRIES);
+BPF_TABLE("lru_hash", u32, struct proc, procs, 65536);
+BPF_TABLE("lru_hash", u64, u64, cwds, 65536);
+BPF_TABLE("lru_hash", struct fd_key, struct fd_entry, fds, 262144);
+BPF_TABLE("lru_hash", u64, struct files_link, links, 65536);
+// io_uring requests that name paths (open, statx, mkdir ...), per cgroup: invisible here.
+BPF_HASH(uring_path_ops, u64, u64, 4096);
 // Never written: lets the tests read bcc's own view of the record layout.
 BPF_ARRAY(event_layout, struct event_hdr, 1);
 
@@ -120,6 +211,16 @@ static __always_inline void count(u32 slot) {
     u64 *value = counters.lookup(&slot);
     if (value)
         *value += 1;
+}
+
+// Unique and never 0: a per-CPU count with the CPU number in the low bits.
+static __always_inline u64 new_serial(void) {
+    u32 zero = 0;
+    u64 *n = serials.lookup(&zero);
+    if (!n)
+        return 0;
+    *n += 1;
+    return (*n << 12) | (bpf_get_smp_processor_id() & 0xfff);
 }
 
 static __always_inline u64 current_generation(void) {
@@ -169,6 +270,306 @@ static __always_inline u8 kind_from_open_flags(u64 flags) {
     return KIND_READ;
 }
 
+// ---------------------------------------------------------------- records
+
+static __always_inline void submit_ring(void *data, u32 size, int *ok) {
+    // Waking the reader on every record costs ~3 us on the traced syscall; the tracer
+    // polls on a short timer instead, and every WAKEUP_EVERY records force a wakeup so
+    // a burst cannot fill the ring buffer between polls.
+    u32 zero = 0;
+    u64 wake = BPF_RB_NO_WAKEUP;
+    u32 *n = wakeup_count.lookup(&zero);
+    if (n) {
+        *n += 1;
+        if (*n >= WAKEUP_EVERY) {
+            *n = 0;
+            wake = BPF_RB_FORCE_WAKEUP;
+        }
+    }
+    if (events.ringbuf_output(data, size, wake) < 0) {
+        count(STAT_RINGBUF_FULL);
+        *ok = 0;
+    } else {
+        count(STAT_SUBMITTED);
+        *ok = 1;
+    }
+}
+
+static __always_inline int submit(struct event_buf *buf, u32 len) {
+    int ok = 0;
+    u32 size = sizeof(struct event_hdr) + (len & (SNOOP_PATH_MAX - 1));
+    if (size > sizeof(struct event_buf))
+        return 0;
+    submit_ring(buf, size, &ok);
+    return ok;
+}
+
+static __always_inline struct event_buf *new_event(u64 cgroup_id, u8 kind, u16 syscall,
+                                                    s32 dirfd, s64 ret) {
+    u32 zero = 0;
+    struct event_buf *buf = scratch.lookup(&zero);
+    if (!buf)
+        return NULL;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    buf->hdr.cgroup_id = cgroup_id;
+    buf->hdr.serial = new_serial();
+    buf->hdr.base = 0;
+    buf->hdr.ret = ret;
+    buf->hdr.pid = (u32)pid_tgid;
+    buf->hdr.tgid = pid_tgid >> 32;
+    buf->hdr.dirfd = dirfd;
+    buf->hdr.path_len = 0;
+    buf->hdr.syscall = syscall;
+    buf->hdr.skip = 0;
+    buf->hdr.kind = kind;
+    buf->hdr.flags = 0;
+    buf->hdr.resolve = 0;
+    buf->hdr.pad1 = 0;
+    buf->hdr.pad2 = 0;
+    return buf;
+}
+
+// A path-less bookkeeping record, built on the stack (the scratch buffer may hold the
+// record being assembled). Returns 1 when it reached the ring buffer.
+static __always_inline int send_note(u64 cgroup_id, u8 kind, u16 syscall, u32 tgid,
+                                     s32 dirfd, s64 ret, u64 serial) {
+    struct event_hdr note = {};
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    note.cgroup_id = cgroup_id;
+    note.serial = serial;
+    note.ret = ret;
+    note.pid = tgid == (u32)(pid_tgid >> 32) ? (u32)pid_tgid : tgid;
+    note.tgid = tgid;
+    note.dirfd = dirfd;
+    note.syscall = syscall;
+    note.kind = kind;
+    int ok = 0;
+    submit_ring(&note, sizeof(note), &ok);
+    return ok;
+}
+
+// ---------------------------------------------------------------- the model
+
+static __always_inline struct proc *get_proc(u32 tgid) {
+    struct proc *p = procs.lookup(&tgid);
+    if (p)
+        return p;
+    // First sight of this process (it predates tracing, or came in from an untraced
+    // parent): contexts of its own, whose bases are minted from /proc on demand.
+    struct proc fresh = {};
+    fresh.fs = new_serial();
+    fresh.files = new_serial();
+    procs.update(&tgid, &fresh);
+    return procs.lookup(&tgid);
+}
+
+static __always_inline u64 now_ns(void) {
+    return bpf_ktime_get_ns();
+}
+
+// What fd `fd` of a process stands for, as far as the kernel's table knows; 0 if not.
+static __always_inline u64 fd_lookup(struct proc *p, s32 fd) {
+    struct fd_key key = {};
+    key.files = p->files;
+    key.fd = fd;
+    u64 root_stamp = p->root_stamp;
+    u64 since = ~0ULL;
+    u32 drop_cloexec = 0;
+#pragma unroll
+    for (int level = 0; level < 4; level++) {
+        struct fd_entry *entry = fds.lookup(&key);
+        if (entry) {
+            if (entry->base && entry->stamp < since && entry->stamp >= root_stamp &&
+                !(drop_cloexec && entry->cloexec))
+                return entry->base;
+            return 0;  // closed, set again after the copy, or named in an older root
+        }
+        struct files_link *link = links.lookup(&key.files);
+        if (!link)
+            return 0;
+        if ((u32)fd >= link->closed_lo && (u32)fd <= link->closed_hi)
+            return 0;
+        if (link->since < since)
+            since = link->since;
+        drop_cloexec |= link->drop_cloexec;
+        key.files = link->parent;
+    }
+    return 0;
+}
+
+static __always_inline void fd_put(u64 files, s32 fd, u64 base, u32 cloexec) {
+    struct fd_key key = {};
+    key.files = files;
+    key.fd = fd;
+    struct fd_entry entry = {};
+    entry.base = base;
+    entry.stamp = now_ns();
+    entry.cloexec = cloexec;
+    fds.update(&key, &entry);
+}
+
+// The base for fd `fd`: known, or minted now and announced with a PRIME record.
+static __always_inline u64 fd_base(u64 cgroup_id, struct proc *p, u32 tgid, s32 fd) {
+    u64 base = fd_lookup(p, fd);
+    if (base)
+        return base;
+    u64 files = p->files;
+    base = new_serial();
+    if (!send_note(cgroup_id, KIND_PRIME_FD, 0, tgid, fd, (s64)files, base))
+        return 0;
+    count(STAT_PRIMED);
+    fd_put(files, fd, base, 0);
+    return base;
+}
+
+static __always_inline u64 cwd_base(u64 cgroup_id, struct proc *p, u32 tgid) {
+    u64 fs = p->fs;
+    u64 *known = cwds.lookup(&fs);
+    if (known && *known)
+        return *known;
+    u64 base = new_serial();
+    if (!send_note(cgroup_id, KIND_PRIME_CWD, 0, tgid, AT_FDCWD_VALUE, (s64)fs, base))
+        return 0;
+    count(STAT_PRIMED);
+    cwds.update(&fs, &base);
+    return base;
+}
+
+// The process's fd table becomes a copy of the one it had (exec, close_range, unshare).
+static __always_inline void copy_files(struct proc *p, u32 drop_cloexec, u32 lo, u32 hi) {
+    struct files_link link = {};
+    link.parent = p->files;
+    link.since = now_ns();
+    link.drop_cloexec = drop_cloexec;
+    link.closed_lo = lo;
+    link.closed_hi = hi;
+    u64 files = new_serial();
+    links.update(&files, &link);
+    p->files = files;
+}
+
+static __always_inline void copy_fs(struct proc *p) {
+    u64 old = p->fs;
+    u64 fs = new_serial();
+    u64 *cwd = cwds.lookup(&old);
+    if (cwd && *cwd) {
+        u64 value = *cwd;
+        cwds.update(&fs, &value);
+    }
+    p->fs = fs;
+}
+
+// ---------------------------------------------------------------- magic paths
+
+#define W8(a, b, c, d, e, f, g, h)                                                       \
+    ((u64)(a) | (u64)(b) << 8 | (u64)(c) << 16 | (u64)(d) << 24 | (u64)(e) << 32 |       \
+     (u64)(f) << 40 | (u64)(g) << 48 | (u64)(h) << 56)
+#define BYTES(n) ((1ULL << ((n) * 8)) - 1)
+
+static __always_inline u64 word_at(struct event_buf *buf, u32 at) {
+    u64 word = 0;
+    bpf_probe_read_kernel(&word, 8, &buf->path[at & (SNOOP_PATH_MAX - 1)]);
+    return word;
+}
+
+static __always_inline char char_at(struct event_buf *buf, u32 at) {
+    return buf->path[at & (SNOOP_PATH_MAX - 1)];
+}
+
+// /dev/fd/N[/...], /proc/{self,thread-self}/fd/N[/...], .../cwd[/...], .../root/...: the
+// prefix names an fd, the cwd or the root of the process itself. Returns the prefix
+// length (with the slash after it), 0 when the path has no such prefix. Every branch
+// here multiplies the verifier's work, so the words are compared whole and the fd's
+// digits are taken from one word.
+static __always_inline u32 magic_prefix(struct event_buf *buf, u32 len, s32 *fd) {
+    if (len < 8)
+        return 0;
+    u64 word = word_at(buf, 0);
+    u32 at;
+    if (word == W8('/', 'd', 'e', 'v', '/', 'f', 'd', '/')) {
+        at = 8;
+    } else {
+        if (word == W8('/', 'p', 'r', 'o', 'c', '/', 's', 'e')) {
+            if ((word_at(buf, 8) & BYTES(3)) != W8('l', 'f', '/', 0, 0, 0, 0, 0))
+                return 0;
+            at = 11;
+        } else if (word == W8('/', 'p', 'r', 'o', 'c', '/', 't', 'h')) {
+            if (word_at(buf, 8) != W8('r', 'e', 'a', 'd', '-', 's', 'e', 'l') ||
+                (word_at(buf, 16) & BYTES(2)) != W8('f', '/', 0, 0, 0, 0, 0, 0))
+                return 0;
+            at = 18;
+        } else {
+            return 0;
+        }
+        u64 rest = word_at(buf, at);
+        if ((rest & BYTES(3)) == W8('c', 'w', 'd', 0, 0, 0, 0, 0)) {
+            u32 tail = at + 3;
+            if (tail > len || (tail < len && char_at(buf, tail) != '/'))
+                return 0;
+            *fd = AT_FDCWD_VALUE;
+            return tail < len ? tail + 1 : tail;
+        }
+        if ((rest & BYTES(4)) == W8('r', 'o', 'o', 't', 0, 0, 0, 0)) {
+            u32 tail = at + 4;
+            if (tail >= len || char_at(buf, tail) != '/')
+                return 0;
+            *fd = FD_ROOT;
+            return tail;  // the rest, slash and all, is absolute in the process's root
+        }
+        if ((rest & BYTES(3)) != W8('f', 'd', '/', 0, 0, 0, 0, 0))
+            return 0;
+        at += 3;
+    }
+    u64 digits = word_at(buf, at);
+    u32 value = 0;
+    u32 count = 0;
+#pragma unroll
+    for (int i = 0; i < 7; i++) {
+        u8 c = (u8)(digits >> (8 * i)) - '0';
+        if (c > 9 || at + i >= len)
+            break;
+        value = value * 10 + c;
+        count++;
+    }
+    u32 end = at + count;
+    if (count == 0 || count == 7 || end > len || (end < len && char_at(buf, end) != '/'))
+        return 0;
+    *fd = (s32)value;
+    return end < len ? end + 1 : end;
+}
+
+// Sets the record's base for a relative, magic or RESOLVE_IN_ROOT path. Returns 0 when
+// the path is absolute and needs none.
+// `skip` and `magic_fd` are magic_prefix's answer, found in an earlier stage.
+static __always_inline int set_base(struct event_buf *buf, struct proc *p, u32 skip,
+                                    s32 magic_fd) {
+    u64 cgroup_id = buf->hdr.cgroup_id;
+    u32 tgid = buf->hdr.tgid;
+    s32 fd = magic_fd;
+    if (buf->path[0] == '/') {
+        if (!skip) {
+            if (!(buf->hdr.resolve & 0x10))  // RESOLVE_IN_ROOT: "/" is the dirfd
+                return 0;
+            fd = buf->hdr.dirfd;
+        } else {
+            buf->hdr.flags |= FLAG_MAGIC;
+            buf->hdr.skip = skip;
+            if (fd == FD_ROOT)
+                return 0;
+            buf->hdr.dirfd = fd;
+        }
+    }
+    if (p->uncertain)
+        buf->hdr.flags |= FLAG_UNCERTAIN;
+    if (fd == AT_FDCWD_VALUE)
+        buf->hdr.base = cwd_base(cgroup_id, p, tgid);
+    else if (fd >= 0)
+        buf->hdr.base = fd_base(cgroup_id, p, tgid, fd);
+    return 1;
+}
+
+// ---------------------------------------------------------------- dedup and emit
+
 // FNV-1a over 8-byte words of the len bytes read; bytes past len are masked off.
 static __always_inline u64 hash_path(struct event_buf *buf, u32 len) {
     u64 hash = 14695981039346656037ULL;
@@ -188,77 +589,42 @@ static __always_inline u64 hash_path(struct event_buf *buf, u32 len) {
     return hash;
 }
 
-// True when this (cgroup, kind, path) was sent less than DEDUP_TTL_NS ago.
-static __always_inline int recently_sent(struct event_buf *buf, u32 len) {
-    if (buf->hdr.flags & FLAG_READ_FAILED)
-        return 0;
-    struct dedup_key key = {};
-    key.cgroup_id = buf->hdr.cgroup_id;
-    key.len = len;
-    key.kind = buf->hdr.kind;
-    if (buf->path[0] != '/') {
-        // A path relative to a dirfd means something else once the fd number is
-        // reused, so those are never deduplicated. Cwd-relative ones are, per process
-        // and cwd generation (bumped by every successful chdir/fchdir).
-        if (buf->hdr.dirfd != AT_FDCWD_VALUE)
-            return 0;
-        key.tgid = buf->hdr.tgid;
-        u32 *gen = cwd_gen.lookup(&key.tgid);
-        key.gen = gen ? *gen : 0;
-    }
-    key.hash = hash_path(buf, len);
-    u64 now = bpf_ktime_get_ns();
-    u64 *last = dedup.lookup(&key);
-    if (last && now - *last < DEDUP_TTL_NS) {
-        count(STAT_DEDUP_HITS);
-        return 1;
-    }
-    dedup.update(&key, &now);
-    return 0;
+static __always_inline void dedup_key_of(struct event_buf *buf, u32 len, u64 hash,
+                                         struct dedup_key *key) {
+    key->cgroup_id = buf->hdr.cgroup_id;
+    key->base = buf->hdr.base;
+    key->len = len;
+    key->kind = buf->hdr.kind;
+    key->flags = (buf->hdr.flags & (FLAG_BASE | FLAG_MAGIC)) | buf->hdr.resolve;
+    key->hash = hash;
 }
 
-static __always_inline void submit(struct event_buf *buf, u32 len) {
-    u32 size = sizeof(struct event_hdr) + (len & (SNOOP_PATH_MAX - 1));
-    if (size > sizeof(struct event_buf))
-        return;
-    // Waking the reader on every record costs ~3 us on the traced syscall; the tracer
-    // polls on a short timer instead, and every WAKEUP_EVERY records force a wakeup so
-    // a burst cannot fill the ring buffer between polls.
-    u32 zero = 0;
-    u64 wake = BPF_RB_NO_WAKEUP;
-    u32 *n = wakeup_count.lookup(&zero);
-    if (n) {
-        *n += 1;
-        if (*n >= WAKEUP_EVERY) {
-            *n = 0;
-            wake = BPF_RB_FORCE_WAKEUP;
+// Sends the record unless the same (cgroup, kind, path, base) was sent less than
+// DEDUP_TTL_NS ago. Returns the serial user space knows this path by (this record's, or
+// the earlier one's), 0 when it reached nobody. Only a record that was really submitted
+// leaves a dedup entry. `hash` is hash_path's, computed before the branches of set_base:
+// the verifier walks the hash loop once per distinct state that reaches it.
+static __always_inline u64 send_deduplicated(struct event_buf *buf, u32 len, u64 hash,
+                                             int dedupable) {
+    struct dedup_key key = {};
+    u64 now = now_ns();
+    if (dedupable) {
+        dedup_key_of(buf, len, hash, &key);
+        struct dedup_value *last = dedup.lookup(&key);
+        if (last && now - last->sent_at < DEDUP_TTL_NS) {
+            count(STAT_DEDUP_HITS);
+            return last->serial;
         }
     }
-    if (events.ringbuf_output(buf, size, wake) < 0)
-        count(STAT_RINGBUF_FULL);
-    else
-        count(STAT_SUBMITTED);
-}
-
-static __always_inline struct event_buf *new_event(u64 cgroup_id, u8 kind, u16 syscall,
-                                                    s32 dirfd, s64 ret) {
-    u32 zero = 0;
-    struct event_buf *buf = scratch.lookup(&zero);
-    if (!buf)
-        return NULL;
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    buf->hdr.cgroup_id = cgroup_id;
-    buf->hdr.pid = (u32)pid_tgid;
-    buf->hdr.tgid = pid_tgid >> 32;
-    buf->hdr.ret = ret;
-    buf->hdr.dirfd = dirfd;
-    buf->hdr.path_len = 0;
-    buf->hdr.kind = kind;
-    buf->hdr.flags = 0;
-    buf->hdr.syscall = syscall;
-    buf->hdr.reserved = 0;
-    buf->hdr.reserved2 = 0;
-    return buf;
+    if (!submit(buf, len))
+        return 0;
+    if (dedupable) {
+        struct dedup_value value = {};
+        value.sent_at = now;
+        value.serial = buf->hdr.serial;
+        dedup.update(&key, &value);
+    }
+    return buf->hdr.serial;
 }
 
 // Copy the user string into the scratch buffer; returns its length without the NUL.
@@ -266,7 +632,6 @@ static __always_inline u32 read_user_path(struct event_buf *buf, u64 user_ptr) {
     long n = bpf_probe_read_user_str(buf->path, SNOOP_PATH_MAX, (void *)user_ptr);
     if (n <= 0) {
         buf->hdr.flags |= FLAG_READ_FAILED;
-        count(STAT_READ_FAILED);
         return 0;
     }
     if (n >= SNOOP_PATH_MAX)
@@ -276,25 +641,180 @@ static __always_inline u32 read_user_path(struct event_buf *buf, u64 user_ptr) {
     return len;
 }
 
-static __always_inline void emit_path(u64 cgroup_id, u8 kind, u16 syscall, s32 dirfd,
-                                      u64 user_ptr, s64 ret) {
-    struct event_buf *buf = new_event(cgroup_id, kind, syscall, dirfd, ret);
-    if (!buf)
-        return;
-    u32 len = user_ptr ? read_user_path(buf, user_ptr) : 0;  // fchdir has no path
-    if (len == 0 && !(buf->hdr.flags & FLAG_READ_FAILED) && kind != KIND_CHDIR &&
-        kind != KIND_DUP) {
-        // An empty path with AT_EMPTY_PATH is fstat() and friends on an open fd, whose
-        // path was recorded when it was opened. (fexecve is covered by sched_process_exec.)
-        return;
-    }
-    if (len > 0 && recently_sent(buf, len))
-        return;
-    submit(buf, len);
+// Root switches are never deduplicated: the tracer drops a launcher's events before one.
+static __always_inline int is_root_switch(u16 syscall) {
+    return syscall == SYS_IDX_chroot || syscall == SYS_IDX_pivot_root;
 }
 
-static __always_inline int stash_args(u8 kind, u16 syscall, s32 dirfd, u64 path, u64 flags,
-                                      s32 dirfd2, u64 path2, u8 kind2) {
+// A path record is built in stages, each its own program reached by a tail call and
+// verified on its own: read and hash the path (in the hook), then find its base, dedup,
+// submit and update the model (finish_*). As one program, the branches of the magic
+// prefixes and the fd table times the hash loop exceed what the verifier accepts. What
+// the stages share travels in a per-CPU slot; the record itself in `scratch`.
+#define AFTER_NOTHING 0
+#define AFTER_STASHED 1  // a syscall's first path: fd results, chdir, chroot; then path2
+#define AFTER_EXEC 2     // sched_process_exec: close-on-exec fds go
+#define STAGE_PATH2 0
+#define STAGE_FINISH 1
+#define STAGE_MODEL 2
+#define STAGE_MAGIC 3
+#define TP_STAGE_FINISH 0
+#define TP_STAGE_MAGIC 1
+
+struct stage {
+    struct stash args;
+    s64 ret;
+    u64 hash;
+    u32 len;
+    s32 magic_fd;  // magic_prefix's answer (or the dirfd)
+    u32 pad2;
+    u16 skip;
+    u8 after;
+    u8 base_record;
+};
+BPF_PROG_ARRAY(raw_stages, 4);    // for sys_exit (raw tracepoint programs)
+BPF_PROG_ARRAY(tp_stages, 4);   // for tracepoint programs
+BPF_PERCPU_ARRAY(stages, struct stage, 1);
+
+static __always_inline struct stage *current_stage(void) {
+    u32 zero = 0;
+    return stages.lookup(&zero);
+}
+
+static __always_inline void find_magic(void) {
+    u32 zero = 0;
+    struct stage *st = stages.lookup(&zero);
+    struct event_buf *buf = scratch.lookup(&zero);
+    if (!st || !buf)
+        return;
+    u32 len = st->len & (SNOOP_PATH_MAX - 1);
+    s32 fd = 0;
+    st->skip = buf->path[0] == '/' ? magic_prefix(buf, len, &fd) : 0;
+    st->magic_fd = st->skip ? fd : buf->hdr.dirfd;
+}
+
+// Reads the user path into a new record in `scratch` and hashes it. Returns 1 when a
+// record is ready for finish_*; 0 when there is none (nothing to send, or it was sent
+// already: an unreadable path is sent as such unless `read_failed` asks to retry).
+static __always_inline int prepare_path(struct stage *st, u64 cgroup_id, u8 kind,
+                                        u16 syscall, s32 dirfd, u64 user_ptr, s64 ret,
+                                        u8 resolve, int *read_failed) {
+    struct event_buf *buf = new_event(cgroup_id, kind, syscall, dirfd, ret);
+    if (!buf)
+        return 0;
+    buf->hdr.resolve = resolve;
+    u32 len = read_user_path(buf, user_ptr);
+    if (buf->hdr.flags & FLAG_READ_FAILED) {
+        if (read_failed) {
+            *read_failed = 1;  // the caller tries again later
+            return 0;
+        }
+        count(STAT_READ_FAILED);
+        submit(buf, 0);
+        return 0;
+    }
+    if (len == 0) {
+        // An empty path with AT_EMPTY_PATH is fstat() and friends on an open fd, whose
+        // path was recorded when it was opened. (fexecve is covered by sched_process_exec.)
+        return 0;
+    }
+    st->len = len;
+    st->hash = hash_path(buf, len);
+    return 1;
+}
+
+// Base, dedup, submit. Returns the serial the path is known by (see send_deduplicated).
+static __always_inline u64 finish_record(struct stage *st) {
+    u32 zero = 0;
+    struct event_buf *buf = scratch.lookup(&zero);
+    if (!buf)
+        return 0;
+    u32 len = st->len & (SNOOP_PATH_MAX - 1);
+    struct proc *p = get_proc(buf->hdr.tgid);
+    if (!p)
+        return 0;
+    if (st->base_record)
+        buf->hdr.flags |= FLAG_BASE;
+    int needs_base = set_base(buf, p, st->skip, st->magic_fd);
+    // A relative path without a known base is sent every time: its meaning is new.
+    int dedupable = (!needs_base || buf->hdr.base) && !is_root_switch(buf->hdr.syscall);
+    return send_deduplicated(buf, len, st->hash, dedupable);
+}
+
+// What a syscall's result does to the model, once its record's serial is known.
+static __always_inline void after_stashed(struct stage *st, u64 serial) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc *p = procs.lookup(&tgid);
+    if (!p)
+        return;
+    s64 ret = st->ret;
+    if (st->base_record && (st->args.opts & STASH_RETURNS_FD))
+        fd_put(p->files, (s32)ret, serial, (st->args.opts & STASH_CLOEXEC) ? 1 : 0);
+    u64 fs = p->fs;
+    if (st->base_record && st->args.kind == KIND_CHDIR) {
+        if (serial)
+            cwds.update(&fs, &serial);
+        else
+            cwds.delete(&fs);  // unknown now: minted from /proc when needed
+    }
+    if (st->args.syscall == SYS_IDX_chroot && ret == 0) {
+        p->root_stamp = now_ns();
+        cwds.delete(&fs);
+    }
+}
+
+static __always_inline void after_exec(void) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc *p = procs.lookup(&tgid);
+    if (!p)
+        return;
+    if (p->uncertain) {
+        // One thread is left: start again from what /proc will say.
+        p->uncertain = 0;
+        p->fs = new_serial();
+        p->files = new_serial();
+    } else {
+        copy_files(p, 1, 1, 0);  // close-on-exec fds are gone
+    }
+}
+
+int magic_raw(void *ctx) {
+    find_magic();
+    raw_stages.call(ctx, STAGE_FINISH);
+    return 0;
+}
+
+int magic_tp(void *ctx) {
+    find_magic();
+    tp_stages.call(ctx, TP_STAGE_FINISH);
+    return 0;
+}
+
+int finish_raw(void *ctx) {
+    struct stage *st = current_stage();
+    if (!st)
+        return 0;
+    u64 serial = finish_record(st);
+    if (st->after == AFTER_STASHED) {
+        after_stashed(st, serial);
+        if (st->args.path2)
+            raw_stages.call(ctx, STAGE_PATH2);
+    }
+    return 0;
+}
+
+int finish_tp(void *ctx) {
+    struct stage *st = current_stage();
+    if (!st)
+        return 0;
+    finish_record(st);
+    if (st->after == AFTER_EXEC)
+        after_exec();
+    return 0;
+}
+
+static __always_inline int stash_args(u8 kind, u16 syscall, s32 dirfd, u64 path, u8 opts,
+                                      u8 resolve, s32 dirfd2, u64 path2, u8 kind2) {
     u64 cgroup_id;
     if (!should_trace(&cgroup_id))
         return 0;
@@ -304,92 +824,201 @@ static __always_inline int stash_args(u8 kind, u16 syscall, s32 dirfd, u64 path,
     entry.dirfd = dirfd;
     entry.dirfd2 = dirfd2;
     entry.syscall = syscall;
-    entry.kind = kind == KIND_FROM_FLAGS ? kind_from_open_flags(flags) : kind;
+    entry.kind = kind;
     entry.kind2 = kind2;
+    entry.opts = opts;
+    entry.resolve = resolve;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     if (inflight.update(&tid, &entry) != 0)
         count(STAT_STASH_FULL);
     return 0;
 }
 
+// For the model only: dup, fchdir, clone, unshare.
+static __always_inline int stash_model(u8 kind, u16 syscall, s32 fd, u64 arg) {
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return 0;
+    struct stash entry = {};
+    entry.kind = kind;
+    entry.syscall = syscall;
+    entry.dirfd = fd;
+    entry.arg = arg;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    if (inflight.update(&tid, &entry) != 0)
+        count(STAT_STASH_FULL);
+    return 0;
+}
+
+static __always_inline int stash_open(u16 syscall, s32 dirfd, u64 path, u64 flags,
+                                      u64 resolve) {
+    u8 opts = STASH_RETURNS_FD | ((flags & O_CLOEXEC_BIT) ? STASH_CLOEXEC : 0);
+    return stash_args(kind_from_open_flags(flags), syscall, dirfd, path, opts,
+                      (u8)(resolve & RESOLVE_MASK), 0, 0, 0);
+}
+
+static __always_inline void model_exit(struct stash *args, s64 ret) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    u32 pid = (u32)bpf_get_current_pid_tgid();
+    struct proc *p = get_proc(tgid);
+    if (!p)
+        return;
+    if (args->kind == KIND_DUP) {
+        if (ret >= 0 && ret != args->dirfd)
+            fd_put(p->files, (s32)ret, fd_lookup(p, args->dirfd), (u32)args->arg);
+    } else if (args->kind == KIND_FCHDIR) {
+        if (ret == 0) {
+            u64 base = fd_base(bpf_get_current_cgroup_id(), p, tgid, args->dirfd);
+            u64 fs = p->fs;
+            if (base)
+                cwds.update(&fs, &base);
+            else
+                cwds.delete(&fs);
+        }
+    } else if (args->kind == KIND_UNSHARE && ret == 0) {
+        if (args->arg & (CLONE_FS_BIT | CLONE_NEWNS_BIT | CLONE_FILES_BIT)) {
+            if (pid != tgid) {
+                p->uncertain = 1;  // one thread of several left the shared state
+                return;
+            }
+            if (args->arg & (CLONE_FS_BIT | CLONE_NEWNS_BIT))
+                copy_fs(p);
+            if (args->arg & CLONE_FILES_BIT)
+                copy_files(p, 0, 1, 0);
+        }
+    }
+}
+
 // At sys_exit the kernel has already copied (and so faulted in) the path's user page,
 // which a read at sys_enter cannot do: a new process's first openat often has its path
 // in a page that is not resident yet. So paths are read here.
-static __always_inline int emit_stashed(s64 ret) {
+static __always_inline int on_sys_exit(void *ctx, s64 ret) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct stash *entry = inflight.lookup(&tid);
     if (!entry)
         return 0;
-    struct stash args = *entry;
-    inflight.delete(&tid);
-    u64 cgroup_id = bpf_get_current_cgroup_id();
-    if (args.kind == KIND_CHDIR && ret == 0) {
-        u32 tgid = bpf_get_current_pid_tgid() >> 32;
-        u32 *gen = cwd_gen.lookup(&tgid);
-        u32 next = gen ? *gen + 1 : 1;
-        cwd_gen.update(&tgid, &next);
-    }
-    if (args.kind == KIND_DUP && ret < 0)
+    struct stage *st = current_stage();
+    if (!st) {
+        inflight.delete(&tid);
         return 0;
-    if (args.path || args.kind == KIND_CHDIR || args.kind == KIND_DUP)
-        emit_path(cgroup_id, args.kind, args.syscall, args.dirfd, args.path, ret);
-    if (args.path2)
-        emit_path(cgroup_id, args.kind2, args.syscall, args.dirfd2, args.path2, ret);
+    }
+    st->args = *entry;
+    st->ret = ret;
+    inflight.delete(&tid);
+    struct stash *args = &st->args;
+    if (args->kind == KIND_CLONE)
+        return 0;  // read by sched_process_fork
+    if (args->kind >= KIND_FORK) {
+        raw_stages.call(ctx, STAGE_MODEL);
+        return 0;
+    }
+    if ((args->opts & STASH_EXEC_RETRY) && ret >= 0)
+        return 0;  // it ran: sched_process_exec has the name
+    st->after = AFTER_STASHED;
+    st->base_record = ((args->opts & STASH_RETURNS_FD) && ret >= 0) ||
+                      (args->kind == KIND_CHDIR && ret == 0);
+    if (!prepare_path(st, bpf_get_current_cgroup_id(), args->kind, args->syscall,
+                      args->dirfd, args->path, ret, args->resolve, NULL)) {
+        after_stashed(st, 0);  // an open whose path is unknown: its fd is unknown too
+        if (args->path2)
+            raw_stages.call(ctx, STAGE_PATH2);
+        return 0;
+    }
+    raw_stages.call(ctx, STAGE_MAGIC);
     return 0;
 }
 
-// Exec paths are read at entry: at exit the old memory is gone. A read that fails here
-// is covered by sched_process_exec, which carries the file name in the tracepoint.
-static __always_inline int on_exec_enter(u16 syscall, s32 dirfd, u64 path) {
+int stage_path2(void *ctx) {
+    struct stage *st = current_stage();
+    if (!st)
+        return 0;
+    st->after = AFTER_NOTHING;
+    st->base_record = 0;
+    if (prepare_path(st, bpf_get_current_cgroup_id(), st->args.kind2, st->args.syscall,
+                     st->args.dirfd2, st->args.path2, st->ret, 0, NULL))
+        raw_stages.call(ctx, STAGE_MAGIC);
+    return 0;
+}
+
+int stage_model(void *ctx) {
+    struct stage *st = current_stage();
+    if (!st)
+        return 0;
+    struct stash args = st->args;
+    model_exit(&args, st->ret);
+    return 0;
+}
+
+// Exec paths are read at entry: at exit the old memory is gone. A name unreadable here
+// (its page not yet mapped in a fresh child) is read again at exit if the exec failed;
+// one that succeeded is covered by sched_process_exec.
+static __always_inline int on_exec_enter(void *ctx, u16 syscall, s32 dirfd, u64 path) {
     u64 cgroup_id;
     if (!should_trace(&cgroup_id))
         return 0;
-    emit_path(cgroup_id, KIND_EXEC, syscall, dirfd, path, 0);
+    struct stage *st = current_stage();
+    if (!st)
+        return 0;
+    st->after = AFTER_NOTHING;
+    st->base_record = 0;
+    int read_failed = 0;
+    if (prepare_path(st, cgroup_id, KIND_EXEC, syscall, dirfd, path, 0, 0, &read_failed))
+        tp_stages.call(ctx, TP_STAGE_MAGIC);
+    else if (read_failed)
+        stash_args(KIND_EXEC, syscall, dirfd, path, STASH_EXEC_RETRY, 0, 0, 0, 0);
     return 0;
 }
 
-// One path: PROBE1(name, kind, dirfd expression, path field, open-flags expression).
-#define PROBE1(NAME, KIND, DIRFD, PATH, FLAGS)                                         \
+// One path: PROBE1(name, kind, dirfd expression, path field, unused).
+#define PROBE1(NAME, KIND, DIRFD, PATH, UNUSED)                                        \
     TRACEPOINT_PROBE(syscalls, sys_enter_##NAME) {                                     \
-        return stash_args(KIND, SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH,         \
-                          (u64)(FLAGS), 0, 0, 0);                                      \
+        return stash_args(KIND, SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH, 0, 0,   \
+                          0, 0, 0);                                                    \
     }
 
 // Two paths (rename, link): PROBE2(name, kind, dirfd1, path1, kind2, dirfd2, path2).
 #define PROBE2(NAME, KIND, DIRFD, PATH, KIND2, DIRFD2, PATH2)                          \
     TRACEPOINT_PROBE(syscalls, sys_enter_##NAME) {                                     \
-        return stash_args(KIND, SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH, 0,      \
+        return stash_args(KIND, SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH, 0, 0,   \
                           (s32)(DIRFD2), (u64)args->PATH2, KIND2);                     \
+    }
+
+// Opens: OPEN_PROBE(name, dirfd, path field, open flags, openat2 resolve flags).
+#define OPEN_PROBE(NAME, DIRFD, PATH, FLAGS, RESOLVE)                                  \
+    TRACEPOINT_PROBE(syscalls, sys_enter_##NAME) {                                     \
+        return stash_open(SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH, (u64)(FLAGS), \
+                          (u64)(RESOLVE));                                             \
     }
 
 #define CWD AT_FDCWD_VALUE
 
 #ifdef HAVE_open
-PROBE1(open, KIND_FROM_FLAGS, CWD, filename, args->flags)
+OPEN_PROBE(open, CWD, filename, args->flags, 0)
 #endif
 #ifdef HAVE_creat
-PROBE1(creat, KIND_WRITE, CWD, pathname, 0)
+OPEN_PROBE(creat, CWD, pathname, O_CREAT_BIT | O_TRUNC_BIT | 1, 0)
 #endif
 #ifdef HAVE_openat
-PROBE1(openat, KIND_FROM_FLAGS, args->dfd, filename, args->flags)
+OPEN_PROBE(openat, args->dfd, filename, args->flags, 0)
 #endif
 #ifdef HAVE_openat2
-// open_how.flags is the first u64 of a user struct: user memory, not a kernel struct.
-static __always_inline u64 openat2_flags(const void *how) {
-    u64 flags = 0;
-    bpf_probe_read_user(&flags, sizeof(flags), how);
-    return flags;
+// struct open_how {u64 flags; u64 mode; u64 resolve;} is user memory, not a kernel struct.
+static __always_inline u64 open_how_field(const void *how, u32 offset) {
+    u64 value = 0;
+    bpf_probe_read_user(&value, sizeof(value), (const char *)how + offset);
+    return value;
 }
-PROBE1(openat2, KIND_FROM_FLAGS, args->dfd, filename, openat2_flags(args->how))
+OPEN_PROBE(openat2, args->dfd, filename, open_how_field(args->how, 0),
+           open_how_field(args->how, 16))
 #endif
 #ifdef HAVE_execve
 TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
-    return on_exec_enter(SYS_IDX_execve, CWD, (u64)args->filename);
+    return on_exec_enter(args, SYS_IDX_execve, CWD, (u64)args->filename);
 }
 #endif
 #ifdef HAVE_execveat
 TRACEPOINT_PROBE(syscalls, sys_enter_execveat) {
-    return on_exec_enter(SYS_IDX_execveat, (s32)args->fd, (u64)args->filename);
+    return on_exec_enter(args, SYS_IDX_execveat, (s32)args->fd, (u64)args->filename);
 }
 #endif
 #ifdef HAVE_newstat
@@ -424,7 +1053,7 @@ PROBE1(chdir, KIND_CHDIR, CWD, filename, 0)
 #endif
 #ifdef HAVE_fchdir
 TRACEPOINT_PROBE(syscalls, sys_enter_fchdir) {
-    return stash_args(KIND_CHDIR, SYS_IDX_fchdir, (s32)args->fd, 0, 0, 0, 0, 0);
+    return stash_model(KIND_FCHDIR, SYS_IDX_fchdir, (s32)args->fd, 0);
 }
 #endif
 #ifdef HAVE_chroot
@@ -552,65 +1181,145 @@ PROBE1(file_getattr, KIND_STAT, args->dfd, filename, 0)
 PROBE1(pivot_root, KIND_STAT, CWD, new_root, 0)
 #endif
 #ifdef HAVE_open_tree
-PROBE1(open_tree, KIND_STAT, args->dfd, filename, 0)
+TRACEPOINT_PROBE(syscalls, sys_enter_open_tree) {
+    // Its result is an fd (O_PATH-like) that may serve as a dirfd.
+    return stash_args(KIND_STAT, SYS_IDX_open_tree, (s32)args->dfd, (u64)args->filename,
+                      STASH_RETURNS_FD | ((args->flags & O_CLOEXEC_BIT) ? STASH_CLOEXEC : 0),
+                      0, 0, 0, 0);
+}
 #endif
+
 
 // One exit hook for every syscall: a raw tracepoint costs a few ns on syscalls with no
 // stashed entry, and one hook instead of one per syscall keeps a stop fast (detaching
 // each tracepoint waits for an RCU grace period). Its second argument is the return value.
 RAW_TRACEPOINT_PROBE(sys_exit) {
-    return emit_stashed((s64)ctx->args[1]);
+    return on_sys_exit(ctx, (s64)ctx->args[1]);
 }
 
-// Duplicated fds: `find` walks with dirfds it copies with fcntl(F_DUPFD_CLOEXEC).
+// ---------------------------------------------------------------- fd table updates
+
 #define F_DUPFD_CMD 0
+#define F_SETFD_CMD 2
 #define F_DUPFD_CLOEXEC_CMD 1030
+#define FD_CLOEXEC_BIT 1
 #ifdef HAVE_fcntl
 TRACEPOINT_PROBE(syscalls, sys_enter_fcntl) {
-    if (args->cmd != F_DUPFD_CMD && args->cmd != F_DUPFD_CLOEXEC_CMD)
+    if (args->cmd == F_DUPFD_CMD || args->cmd == F_DUPFD_CLOEXEC_CMD)
+        return stash_model(KIND_DUP, SYS_IDX_fcntl, (s32)args->fd,
+                           args->cmd == F_DUPFD_CLOEXEC_CMD);
+    if (args->cmd != F_SETFD_CMD)
         return 0;
-    return stash_args(KIND_DUP, SYS_IDX_fcntl, (s32)args->fd, 0, 0, 0, 0, 0);
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc *p = procs.lookup(&tgid);
+    if (!p)
+        return 0;
+    u64 base = fd_lookup(p, (s32)args->fd);
+    if (base)
+        fd_put(p->files, (s32)args->fd, base, (args->arg & FD_CLOEXEC_BIT) ? 1 : 0);
+    return 0;
 }
 #endif
 #ifdef HAVE_dup
 TRACEPOINT_PROBE(syscalls, sys_enter_dup) {
-    return stash_args(KIND_DUP, SYS_IDX_dup, (s32)args->fildes, 0, 0, 0, 0, 0);
+    return stash_model(KIND_DUP, SYS_IDX_dup, (s32)args->fildes, 0);
 }
 #endif
 #ifdef HAVE_dup2
 TRACEPOINT_PROBE(syscalls, sys_enter_dup2) {
-    return stash_args(KIND_DUP, SYS_IDX_dup2, (s32)args->oldfd, 0, 0, 0, 0, 0);
+    return stash_model(KIND_DUP, SYS_IDX_dup2, (s32)args->oldfd, 0);
 }
 #endif
 #ifdef HAVE_dup3
 TRACEPOINT_PROBE(syscalls, sys_enter_dup3) {
-    return stash_args(KIND_DUP, SYS_IDX_dup3, (s32)args->oldfd, 0, 0, 0, 0, 0);
+    return stash_model(KIND_DUP, SYS_IDX_dup3, (s32)args->oldfd,
+                       (args->flags & O_CLOEXEC_BIT) ? 1 : 0);
 }
 #endif
+// A closed fd number may come back by a way the kernel side does not see (a socket, an
+// fd received by SCM_RIGHTS): closing leaves an entry that says "unknown", so a later
+// use is minted from /proc rather than taken from a stale table.
+#ifdef HAVE_close
+TRACEPOINT_PROBE(syscalls, sys_enter_close) {
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc *p = procs.lookup(&tgid);
+    if (p)
+        fd_put(p->files, (s32)args->fd, 0, 0);
+    return 0;
+}
+#endif
+#ifdef HAVE_close_range
+TRACEPOINT_PROBE(syscalls, sys_enter_close_range) {
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc *p = procs.lookup(&tgid);
+    if (p) {
+        u32 hi = args->max_fd > 0x7fffffff ? 0x7fffffff : (u32)args->max_fd;
+        copy_files(p, 0, (u32)args->fd, hi);
+    }
+    return 0;
+}
+#endif
+#ifdef HAVE_clone
+TRACEPOINT_PROBE(syscalls, sys_enter_clone) {
+    return stash_model(KIND_CLONE, SYS_IDX_clone, 0, (u64)args->clone_flags);
+}
+#endif
+#ifdef HAVE_clone3
+TRACEPOINT_PROBE(syscalls, sys_enter_clone3) {
+    u64 flags = 0;  // struct clone_args starts with the flags: user memory
+    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
+    return stash_model(KIND_CLONE, SYS_IDX_clone3, 0, flags);
+}
+#endif
+#ifdef HAVE_unshare
+TRACEPOINT_PROBE(syscalls, sys_enter_unshare) {
+    return stash_model(KIND_UNSHARE, SYS_IDX_unshare, 0, (u64)args->unshare_flags);
+}
+#endif
+
+// ---------------------------------------------------------------- processes
 
 // The binary that really ran, with the name the kernel resolved it by.
 TRACEPOINT_PROBE(sched, sched_process_exec) {
     u64 cgroup_id;
     if (!should_trace(&cgroup_id))
         return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct stage *st = current_stage();
     struct event_buf *buf = new_event(cgroup_id, KIND_EXEC, SYS_IDX_sched_process_exec,
                                       AT_FDCWD_VALUE, 0);
-    if (!buf)
+    if (!st || !buf || !get_proc(tgid))
         return 0;
     buf->hdr.flags = FLAG_FROM_EXEC;
     u32 offset = args->data_loc_filename & 0xFFFF;
     long n = bpf_probe_read_kernel_str(buf->path, SNOOP_PATH_MAX, (char *)args + offset);
-    if (n <= 0) {
-        buf->hdr.flags |= FLAG_READ_FAILED;
-        count(STAT_READ_FAILED);
-        submit(buf, 0);
+    if (n <= 1) {
+        if (n <= 0) {
+            buf->hdr.flags |= FLAG_READ_FAILED;
+            count(STAT_READ_FAILED);
+            submit(buf, 0);
+        }
+        after_exec();
         return 0;
     }
     u32 len = (u32)(n - 1) & (SNOOP_PATH_MAX - 1);
     buf->hdr.path_len = len;
-    if (len > 0 && recently_sent(buf, len))
-        return 0;
-    submit(buf, len);
+    st->len = len;
+    st->hash = hash_path(buf, len);
+    st->after = AFTER_EXEC;
+    st->base_record = 0;
+    // execveat names it /dev/fd/N/name: finish_tp looks N up before the exec's copy.
+    tp_stages.call(args, TP_STAGE_MAGIC);
+    after_exec();  // only reached when the tail call failed
     return 0;
 }
 
@@ -618,25 +1327,119 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     u64 cgroup_id;
     if (!should_trace(&cgroup_id))
         return 0;
-    struct event_buf *buf = new_event(cgroup_id, KIND_FORK, SYS_IDX_sched_process_fork,
-                                      AT_FDCWD_VALUE, args->child_pid);
-    if (buf)
-        submit(buf, 0);
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pid_tgid;
+    u32 tgid = pid_tgid >> 32;
+    u64 flags = 0;  // fork() and vfork(): a copy of everything
+    struct stash *clone = inflight.lookup(&tid);
+    if (clone && clone->kind == KIND_CLONE)
+        flags = clone->arg;
+    struct proc *parent = get_proc(tgid);
+    if (!parent)
+        return 0;
+    if (flags & CLONE_THREAD_BIT) {
+        if ((flags & (CLONE_FS_BIT | CLONE_FILES_BIT)) != (CLONE_FS_BIT | CLONE_FILES_BIT))
+            parent->uncertain = 1;
+        return 0;
+    }
+    // A child that lives a millisecond is gone before /proc could be asked about it;
+    // its parent usually lives on: learn the cwd it inherits from the parent.
+    u64 cwd = cwd_base(cgroup_id, parent, tgid);
+    struct proc child = {};
+    child.root_stamp = parent->root_stamp;
+    child.uncertain = parent->uncertain;
+    if (flags & CLONE_FS_BIT) {
+        child.fs = parent->fs;
+    } else {
+        child.fs = new_serial();
+        if (cwd)
+            cwds.update(&child.fs, &cwd);
+    }
+    if (flags & CLONE_FILES_BIT) {
+        child.files = parent->files;
+    } else {
+        struct files_link link = {};
+        link.parent = parent->files;
+        link.since = now_ns();
+        link.closed_lo = 1;
+        child.files = new_serial();
+        links.update(&child.files, &link);
+    }
+    u32 child_pid = args->child_pid;
+    procs.update(&child_pid, &child);
+    send_note(cgroup_id, KIND_FORK, SYS_IDX_sched_process_fork, tgid, AT_FDCWD_VALUE,
+              child_pid, new_serial());
     return 0;
 }
 
+// Every process's state goes when its last thread does, traced or not: a new process
+// that gets the same pid must not inherit it.
 TRACEPOINT_PROBE(sched, sched_process_exit) {
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    if ((u32)pid_tgid != (u32)(pid_tgid >> 32))
-        return 0;  // a thread, not the process
+    u32 tgid = pid_tgid >> 32;
+#ifdef HAVE_GROUP_DEAD
+    if (!args->group_dead)
+        return 0;
+#else
+    if ((u32)pid_tgid != tgid)
+        return 0;  // a thread; without group_dead the leader's exit stands for the group
+#endif
+    if (!procs.lookup(&tgid))
+        return 0;
+    procs.delete(&tgid);
     u64 cgroup_id;
     if (!should_trace(&cgroup_id))
         return 0;
-    u32 tgid = pid_tgid >> 32;
-    cwd_gen.delete(&tgid);
-    struct event_buf *buf = new_event(cgroup_id, KIND_EXIT, SYS_IDX_sched_process_exit,
-                                      AT_FDCWD_VALUE, 0);
-    if (buf)
-        submit(buf, 0);
+    send_note(cgroup_id, KIND_EXIT, SYS_IDX_sched_process_exit, tgid, AT_FDCWD_VALUE, 0,
+              new_serial());
     return 0;
 }
+
+// ---------------------------------------------------------------- io_uring
+
+#define IORING_OP_OPENAT 18
+#define IORING_OP_CLOSE 19
+#define IORING_OP_STATX 21
+#define IORING_OP_OPENAT2 28
+#define IORING_OP_RENAMEAT 35
+#define IORING_OP_LINKAT 39
+#define IORING_OP_SETXATTR 42
+#define IORING_OP_GETXATTR 44
+// The request's path is in kernel structs this program may not read: count the requests
+// that name paths, per cgroup, so the report can say its list may be incomplete.
+static __always_inline int on_uring_submit(u8 op) {
+    int names_path = op == IORING_OP_OPENAT || op == IORING_OP_STATX ||
+                     op == IORING_OP_OPENAT2 ||
+                     (op >= IORING_OP_RENAMEAT && op <= IORING_OP_LINKAT) ||
+                     op == IORING_OP_SETXATTR || op == IORING_OP_GETXATTR;
+    if (!names_path && op != IORING_OP_CLOSE)
+        return 0;
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return 0;
+    if (op == IORING_OP_CLOSE) {
+        // An fd closed unseen: every entry of the table is in doubt from now on.
+        u32 tgid = bpf_get_current_pid_tgid() >> 32;
+        struct proc *p = procs.lookup(&tgid);
+        if (p)
+            copy_files(p, 0, 0, 0x7fffffff);
+        return 0;
+    }
+    u64 *n = uring_path_ops.lookup(&cgroup_id);
+    if (n) {
+        __sync_fetch_and_add(n, 1);
+    } else {
+        u64 one = 1;
+        uring_path_ops.update(&cgroup_id, &one);
+    }
+    return 0;
+}
+#ifdef HAVE_io_uring_submit_req
+TRACEPOINT_PROBE(io_uring, io_uring_submit_req) {
+    return on_uring_submit(args->opcode);
+}
+#elif defined(HAVE_io_uring_submit_sqe)
+TRACEPOINT_PROBE(io_uring, io_uring_submit_sqe) {  // before 5.19; with an opcode from 5.5
+    return on_uring_submit(args->opcode);
+}
+#endif
