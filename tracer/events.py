@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from snoop.common.protocol import MAX_PATH_BYTES, AccessKind, Event
 from snoop.tracer import records
 from snoop.tracer.resolve import Outcome, PathResolver
+from snoop.tracer.syscalls import ALL_NAMES
 
 _KIND_OF = {int(k): k for k in AccessKind}  # faster than AccessKind(n), once per event
 _PRIMES = frozenset({records.KIND_PRIME_CWD, records.KIND_PRIME_FD})
+_SYS_CHROOT = ALL_NAMES.index("chroot")
 
 
 @dataclass
@@ -37,8 +39,13 @@ class RecordTranslator:
         """The Event for a file record; None for bookkeeping records and lost paths."""
         access = _KIND_OF.get(record.kind)
         if access is None:
-            if record.kind in _PRIMES:
+            kind = record.kind
+            if kind in _PRIMES:
                 self.resolver.prime(record)
+            elif kind == records.KIND_FORK:
+                self.resolver.on_fork(record.tgid, record.ret)
+            elif kind == records.KIND_EXIT:
+                self.resolver.on_exit(record.tgid)
             return None
         if record.flags & records.FLAG_READ_FAILED:
             return None  # counted by the kernel (STAT_READ_FAILED), reported as coverage
@@ -46,6 +53,8 @@ class RecordTranslator:
         if outcome is Outcome.RESOLVED:
             if record.flags & records.FLAG_BASE:
                 self.resolver.learn(record.serial, path)
+            elif record.syscall == _SYS_CHROOT and record.ret == 0:
+                self.resolver.on_chroot(record.tgid, path)
             if len(path) > self.max_path_bytes:
                 self._uncounted[record.cgroup_id].paths_too_long += 1
                 return None

@@ -195,14 +195,14 @@ class KernelProbe:
     def cwd_base(self, fs_context: int) -> int:
         """The serial the kernel holds for a process's cwd (0: none)."""
         value = self._cwds.get(self._cwds.Key(fs_context))
-        return int(value.value) if value is not None else 0
+        return int(value.base) if value is not None else 0
 
     def fd_base(self, files_context: int, fd: int) -> int:
         """The serial the kernel's own entry holds for an fd (0: none, or closed)."""
         key = self._fds.Key()
         key.files, key.fd = files_context, fd
         value = self._fds.get(key)
-        return int(value.base) if value is not None else 0
+        return int(value.now.base) if value is not None else 0
 
     def io_uring_path_ops(self) -> dict[int, int]:
         """cgroup id -> io_uring requests that named a path, since the program loaded."""

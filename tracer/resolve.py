@@ -14,6 +14,11 @@ resolver reads `/proc/<pid>/cwd` or `/proc/<pid>/fd/<n>`, translated against
 still has that serial there. If it does, nothing changed between the prime and the
 /proc read, and the answer is certain; if not, the base stays unknown.
 
+A base named before the process's last chroot (a dirfd opened outside, the cwd it had)
+is in the old view; the kernel flags it, and the resolver translates it against the new
+root, which it learns from the chroot records. Nested chroots are not modelled: such a
+base is uncertain.
+
 Paths are joined lexically: `..` removes the previous component, as named. Where that
 component is a symlink to a directory the kernel goes to the link target's parent; the
 tracer does not look at the file system to tell (docs/tracer.md, known limits).
@@ -99,6 +104,9 @@ class PathResolver:
         self._proc = os.fsencode(proc).rstrip(b"/")
         self._max_bases = max_bases
         self._bases: OrderedDict[int, bytes] = OrderedDict()
+        # tgid -> (its root in the view it had before its last chroot, chroots so far);
+        # only for processes that chrooted, or whose ancestors did.
+        self._roots: dict[int, tuple[bytes, int]] = {}
         self.stats = ResolverStats()
 
     def __len__(self) -> int:
@@ -110,6 +118,21 @@ class PathResolver:
         if len(self._bases) > self._max_bases:
             self._bases.popitem(last=False)
             self.stats.evicted += 1
+
+    def on_chroot(self, tgid: int, new_root: bytes) -> None:
+        """A successful chroot to `new_root`, resolved in the process's view before it."""
+        _, depth = self._roots.get(tgid, (b"/", 0))
+        self._roots[tgid] = (new_root, depth + 1)
+
+    def on_fork(self, parent: int, child: int) -> None:
+        root = self._roots.get(parent)
+        if root is not None:
+            self._roots[child] = root
+        else:
+            self._roots.pop(child, None)
+
+    def on_exit(self, tgid: int) -> None:
+        self._roots.pop(tgid, None)
 
     def base(self, serial: int) -> bytes | None:
         path = self._bases.get(serial)
@@ -128,11 +151,11 @@ class PathResolver:
             if record.dirfd == records.FD_ROOT:
                 return join(b"/", rest), Outcome.RESOLVED
             return self._relative(record, rest, in_root=False)
+        if record.resolve & records.RESOLVE_BENEATH and record.ret == _EXDEV:
+            return name, Outcome.UNTOUCHED  # it would have left the dirfd: refused first
         in_root = bool(record.resolve & records.RESOLVE_IN_ROOT)
         if name.startswith(b"/") and not in_root:
             return name, Outcome.RESOLVED
-        if record.resolve & records.RESOLVE_BENEATH and record.ret == _EXDEV:
-            return name, Outcome.UNTOUCHED  # it would have left the dirfd: refused first
         return self._relative(record, name, in_root)
 
     def _relative(self, record: records.Record, rel: bytes,
@@ -145,6 +168,11 @@ class PathResolver:
         if base is None:
             self.stats.unresolved += 1
             return record.path, Outcome.UNRESOLVED
+        if record.flags & records.FLAG_OLD_ROOT:
+            root, depth = self._roots.get(record.tgid, (b"", 0))
+            base = translate(base, root) if depth == 1 else None
+            if base is None:  # outside the new root, or nested chroots
+                return record.path, Outcome.UNCERTAIN
         self.stats.from_model += 1
         if in_root:
             return join_in_root(base, rel), Outcome.RESOLVED

@@ -28,6 +28,7 @@ SYSCALLS: tuple[str, ...] = (
     "name_to_handle_at", "inotify_add_watch", "file_getattr", "open_tree", "pivot_root",
     # No path, but they change what an fd or the cwd stands for.
     "fcntl", "dup", "dup2", "dup3", "close", "close_range", "clone", "clone3", "unshare",
+    "socketpair", "sendmsg", "recvmsg",
 )
 
 # Scheduler tracepoints, indexed after the syscalls.

@@ -61,6 +61,8 @@
 #define KIND_FCHDIR 105
 #define KIND_CLONE 106
 #define KIND_UNSHARE 107
+#define KIND_SOCKETPAIR 108
+#define KIND_RECVMSG 109
 
 // Record flags.
 #define FLAG_READ_FAILED 1  // the path could not be read from user memory
@@ -69,6 +71,7 @@
 #define FLAG_MAGIC 8        // /proc/self/fd/N/..., /dev/fd/N/...: `skip` bytes stand for base
 #define FLAG_BASE 16        // this record's serial names the fd it returned or the new cwd
 #define FLAG_UNCERTAIN 32   // relative, in a process whose threads do not share one model
+#define FLAG_OLD_ROOT 64    // its base was named before the process's last chroot
 
 // Stash options.
 #define STASH_RETURNS_FD 1
@@ -153,9 +156,14 @@ struct dedup_value {
 struct proc {
     u64 fs;          // its fs context (cwd): shared with CLONE_FS peers
     u64 files;       // its fd table: shared with CLONE_FILES peers
-    u64 root_stamp;  // time of its last chroot: fd entries from before name another view
+    u64 root_stamp;  // time of its last chroot: older bases are named in the old view
     u32 uncertain;   // a thread has its own cwd or fd table: not modelled
     u32 pad;
+};
+
+struct cwd_entry {
+    u64 base;
+    u64 stamp;  // when it was set
 };
 
 struct fd_key {
@@ -164,11 +172,27 @@ struct fd_key {
     u32 pad;
 };
 
-struct fd_entry {
+struct fd_value {
     u64 base;   // 0: closed, or unknown to the kernel
+    u64 sock;   // an end of a socketpair: (pair serial << 1) | end; 0 otherwise
     u64 stamp;  // when it was set
     u32 cloexec;
-    u32 pad;
+    u32 set;    // 0: nothing was here (look further up the copies)
+};
+
+// The value before the current one is kept too: a parent that closes an fd right after
+// forking (its copy of the child's socket end, say) must not hide what the child got.
+struct fd_entry {
+    struct fd_value now;
+    struct fd_value before;
+};
+
+// fds sent by SCM_RIGHTS over a socketpair, waiting for the other end's recvmsg.
+#define PASS_MAX 8
+struct passing {
+    u64 bases[PASS_MAX];
+    u32 count;
+    u32 ambiguous;  // a second message came before the first was received
 };
 
 // A table copied from another at `since` (fork, exec, close_range): entries it has not
@@ -199,9 +223,10 @@ BPF_ARRAY(control, u32, 1);
 BPF_TABLE("lru_hash", u32, struct stash, inflight, 16384);
 BPF_TABLE("lru_hash", struct dedup_key, struct dedup_value, dedup, DEDUP_ENTRIES);
 BPF_TABLE("lru_hash", u32, struct proc, procs, 65536);
-BPF_TABLE("lru_hash", u64, u64, cwds, 65536);
-BPF_TABLE("lru_hash", struct fd_key, struct fd_entry, fds, 262144);
+BPF_TABLE("lru_hash", u64, struct cwd_entry, cwds, 65536);
+BPF_TABLE("lru_hash", struct fd_key, struct fd_entry, fds, 131072);
 BPF_TABLE("lru_hash", u64, struct files_link, links, 65536);
+BPF_TABLE("lru_hash", u64, struct passing, passings, 4096);  // by receiving end
 // io_uring requests that name paths (open, statx, mkdir ...), per cgroup: invisible here.
 BPF_HASH(uring_path_ops, u64, u64, 4096);
 // Never written: lets the tests read bcc's own view of the record layout.
@@ -367,50 +392,84 @@ static __always_inline u64 now_ns(void) {
     return bpf_ktime_get_ns();
 }
 
-// What fd `fd` of a process stands for, as far as the kernel's table knows; 0 if not.
-static __always_inline u64 fd_lookup(struct proc *p, s32 fd) {
+// What fd `fd` of a process holds, as far as the kernel's tables know; NULL if unknown.
+// *old_root: it was named before the process's last chroot.
+static __always_inline struct fd_value *fd_find(struct proc *p, s32 fd, int *old_root) {
     struct fd_key key = {};
     key.files = p->files;
     key.fd = fd;
     u64 root_stamp = p->root_stamp;
-    u64 since = ~0ULL;
+    u64 since = ~0ULL;  // the value must predate every copy on the way up
     u32 drop_cloexec = 0;
 #pragma unroll
     for (int level = 0; level < 4; level++) {
         struct fd_entry *entry = fds.lookup(&key);
+        struct fd_value *value = NULL;
         if (entry) {
-            if (entry->base && entry->stamp < since && entry->stamp >= root_stamp &&
-                !(drop_cloexec && entry->cloexec))
-                return entry->base;
-            return 0;  // closed, set again after the copy, or named in an older root
+            if (entry->now.stamp < since)
+                value = &entry->now;
+            else if (entry->before.set && entry->before.stamp < since)
+                value = &entry->before;
+            else if (entry->before.set)
+                return NULL;  // changed twice since the copy
+        }
+        if (value) {
+            if (!value->set || !(value->base || value->sock) ||
+                (drop_cloexec && value->cloexec))
+                return NULL;  // closed
+            *old_root = value->stamp < root_stamp;
+            return value;
         }
         struct files_link *link = links.lookup(&key.files);
         if (!link)
-            return 0;
+            return NULL;
         if ((u32)fd >= link->closed_lo && (u32)fd <= link->closed_hi)
-            return 0;
+            return NULL;
         if (link->since < since)
             since = link->since;
         drop_cloexec |= link->drop_cloexec;
         key.files = link->parent;
     }
-    return 0;
+    return NULL;
 }
 
-static __always_inline void fd_put(u64 files, s32 fd, u64 base, u32 cloexec) {
+static __always_inline u64 fd_lookup(struct proc *p, s32 fd, int *old_root) {
+    struct fd_value *value = fd_find(p, fd, old_root);
+    return value ? value->base : 0;
+}
+
+static __always_inline void fd_put_entry(u64 files, s32 fd, u64 base, u64 sock,
+                                         u32 cloexec) {
     struct fd_key key = {};
     key.files = files;
     key.fd = fd;
     struct fd_entry entry = {};
-    entry.base = base;
-    entry.stamp = now_ns();
-    entry.cloexec = cloexec;
+    struct fd_entry *old = fds.lookup(&key);
+    if (old)
+        entry.before = old->now;
+    entry.now.base = base;
+    entry.now.sock = sock;
+    entry.now.stamp = now_ns();
+    entry.now.cloexec = cloexec;
+    entry.now.set = 1;
     fds.update(&key, &entry);
 }
 
+static __always_inline void fd_put(u64 files, s32 fd, u64 base, u32 cloexec) {
+    fd_put_entry(files, fd, base, 0, cloexec);
+}
+
+static __always_inline void cwd_put(u64 fs, u64 base) {
+    struct cwd_entry entry = {};
+    entry.base = base;
+    entry.stamp = now_ns();
+    cwds.update(&fs, &entry);
+}
+
 // The base for fd `fd`: known, or minted now and announced with a PRIME record.
-static __always_inline u64 fd_base(u64 cgroup_id, struct proc *p, u32 tgid, s32 fd) {
-    u64 base = fd_lookup(p, fd);
+static __always_inline u64 fd_base(u64 cgroup_id, struct proc *p, u32 tgid, s32 fd,
+                                   int *old_root) {
+    u64 base = fd_lookup(p, fd, old_root);
     if (base)
         return base;
     u64 files = p->files;
@@ -422,16 +481,19 @@ static __always_inline u64 fd_base(u64 cgroup_id, struct proc *p, u32 tgid, s32 
     return base;
 }
 
-static __always_inline u64 cwd_base(u64 cgroup_id, struct proc *p, u32 tgid) {
+static __always_inline u64 cwd_base(u64 cgroup_id, struct proc *p, u32 tgid,
+                                    int *old_root) {
     u64 fs = p->fs;
-    u64 *known = cwds.lookup(&fs);
-    if (known && *known)
-        return *known;
+    struct cwd_entry *known = cwds.lookup(&fs);
+    if (known && known->base) {
+        *old_root = known->stamp < p->root_stamp;
+        return known->base;
+    }
     u64 base = new_serial();
     if (!send_note(cgroup_id, KIND_PRIME_CWD, 0, tgid, AT_FDCWD_VALUE, (s64)fs, base))
         return 0;
     count(STAT_PRIMED);
-    cwds.update(&fs, &base);
+    cwd_put(fs, base);
     return base;
 }
 
@@ -451,9 +513,9 @@ static __always_inline void copy_files(struct proc *p, u32 drop_cloexec, u32 lo,
 static __always_inline void copy_fs(struct proc *p) {
     u64 old = p->fs;
     u64 fs = new_serial();
-    u64 *cwd = cwds.lookup(&old);
-    if (cwd && *cwd) {
-        u64 value = *cwd;
+    struct cwd_entry *cwd = cwds.lookup(&old);
+    if (cwd && cwd->base) {
+        struct cwd_entry value = *cwd;
         cwds.update(&fs, &value);
     }
     p->fs = fs;
@@ -561,10 +623,13 @@ static __always_inline int set_base(struct event_buf *buf, struct proc *p, u32 s
     }
     if (p->uncertain)
         buf->hdr.flags |= FLAG_UNCERTAIN;
+    int old_root = 0;
     if (fd == AT_FDCWD_VALUE)
-        buf->hdr.base = cwd_base(cgroup_id, p, tgid);
+        buf->hdr.base = cwd_base(cgroup_id, p, tgid, &old_root);
     else if (fd >= 0)
-        buf->hdr.base = fd_base(cgroup_id, p, tgid, fd);
+        buf->hdr.base = fd_base(cgroup_id, p, tgid, fd, &old_root);
+    if (old_root)
+        buf->hdr.flags |= FLAG_OLD_ROOT;
     return 1;
 }
 
@@ -753,14 +818,12 @@ static __always_inline void after_stashed(struct stage *st, u64 serial) {
     u64 fs = p->fs;
     if (st->base_record && st->args.kind == KIND_CHDIR) {
         if (serial)
-            cwds.update(&fs, &serial);
+            cwd_put(fs, serial);
         else
             cwds.delete(&fs);  // unknown now: minted from /proc when needed
     }
-    if (st->args.syscall == SYS_IDX_chroot && ret == 0) {
+    if (st->args.syscall == SYS_IDX_chroot && ret == 0)
         p->root_stamp = now_ns();
-        cwds.delete(&fs);
-    }
 }
 
 static __always_inline void after_exec(void) {
@@ -857,6 +920,84 @@ static __always_inline int stash_open(u16 syscall, s32 dirfd, u64 path, u64 flag
                       (u8)(resolve & RESOLVE_MASK), 0, 0, 0);
 }
 
+// SCM_RIGHTS in a user msghdr: {name, namelen, iov, iovlen, control @32, controllen @40}
+// and a cmsghdr {len, level, type} before the fds. Returns how many fds it holds (up to
+// PASS_MAX), with them in fds[]; 0 when there are none.
+#define SOL_SOCKET_VALUE 1
+#define SCM_RIGHTS_VALUE 1
+static __always_inline u32 rights_in(u64 msg, s32 *fds_out) {
+    u64 control = 0, controllen = 0;
+    bpf_probe_read_user(&control, 8, (void *)(msg + 32));
+    bpf_probe_read_user(&controllen, 8, (void *)(msg + 40));
+    if (!control || controllen < 20)
+        return 0;
+    struct {
+        u64 len;
+        s32 level;
+        s32 type;
+    } cmsg = {};
+    if (bpf_probe_read_user(&cmsg, sizeof(cmsg), (void *)control) != 0)
+        return 0;
+    if (cmsg.level != SOL_SOCKET_VALUE || cmsg.type != SCM_RIGHTS_VALUE || cmsg.len < 20)
+        return 0;
+    u32 count = (cmsg.len - 16) / 4;
+    if (count > PASS_MAX)
+        count = PASS_MAX + 1;  // more than can be carried: the receiver asks /proc
+    if (bpf_probe_read_user(fds_out, PASS_MAX * sizeof(s32), (void *)(control + 16)) != 0)
+        return 0;
+    return count;
+}
+
+// sendmsg on a socketpair end with SCM_RIGHTS: what the fds stand for goes to the
+// other end. One message at a time: a second one before the first was received makes
+// both ambiguous, and the receiver asks /proc instead.
+static __always_inline void send_fds(struct proc *p, s32 fd, u64 msg) {
+    int old_root = 0;
+    struct fd_value *end = fd_find(p, fd, &old_root);
+    if (!end || !end->sock)
+        return;
+    u64 other = end->sock ^ 1;
+    s32 sent[PASS_MAX] = {};
+    u32 count = rights_in(msg, sent);
+    if (!count)
+        return;
+    struct passing *waiting = passings.lookup(&other);
+    if (waiting) {
+        waiting->ambiguous = 1;
+        return;
+    }
+    struct passing fresh = {};
+    fresh.count = count;
+#pragma unroll
+    for (int i = 0; i < PASS_MAX; i++) {
+        if (i < count)
+            fresh.bases[i] = fd_lookup(p, sent[i], &old_root);
+    }
+    passings.update(&other, &fresh);
+}
+
+static __always_inline void receive_fds(struct proc *p, s32 fd, u64 msg) {
+    int old_root = 0;
+    struct fd_value *end = fd_find(p, fd, &old_root);
+    if (!end || !end->sock)
+        return;
+    u64 sock = end->sock;
+    s32 got[PASS_MAX] = {};
+    u32 count = rights_in(msg, got);
+    if (!count)
+        return;
+    struct passing *waiting = passings.lookup(&sock);
+    int known = waiting && !waiting->ambiguous && waiting->count == count &&
+                count <= PASS_MAX;
+    u64 files = p->files;
+#pragma unroll
+    for (int i = 0; i < PASS_MAX; i++) {
+        if (i < count)
+            fd_put(files, got[i], known ? waiting->bases[i & (PASS_MAX - 1)] : 0, 0);
+    }
+    passings.delete(&sock);
+}
+
 static __always_inline void model_exit(struct stash *args, s64 ret) {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     u32 pid = (u32)bpf_get_current_pid_tgid();
@@ -864,17 +1005,32 @@ static __always_inline void model_exit(struct stash *args, s64 ret) {
     if (!p)
         return;
     if (args->kind == KIND_DUP) {
-        if (ret >= 0 && ret != args->dirfd)
-            fd_put(p->files, (s32)ret, fd_lookup(p, args->dirfd), (u32)args->arg);
+        int old_root = 0;
+        if (ret >= 0 && ret != args->dirfd) {
+            struct fd_value *from = fd_find(p, args->dirfd, &old_root);
+            u64 base = from ? from->base : 0;
+            u64 sock = from ? from->sock : 0;
+            fd_put_entry(p->files, (s32)ret, base, sock, (u32)args->arg);
+        }
     } else if (args->kind == KIND_FCHDIR) {
         if (ret == 0) {
-            u64 base = fd_base(bpf_get_current_cgroup_id(), p, tgid, args->dirfd);
+            int old_root = 0;
+            u64 base = fd_base(bpf_get_current_cgroup_id(), p, tgid, args->dirfd, &old_root);
             u64 fs = p->fs;
-            if (base)
-                cwds.update(&fs, &base);
+            if (base && !old_root)
+                cwd_put(fs, base);
             else
-                cwds.delete(&fs);
+                cwds.delete(&fs);  // an fd from before a chroot: ask /proc
         }
+    } else if (args->kind == KIND_SOCKETPAIR && ret == 0) {
+        int sv[2] = {};
+        if (bpf_probe_read_user(sv, sizeof(sv), (void *)args->arg) == 0) {
+            u64 pair = new_serial() << 1;
+            fd_put_entry(p->files, sv[0], 0, pair, 0);
+            fd_put_entry(p->files, sv[1], 0, pair | 1, 0);
+        }
+    } else if (args->kind == KIND_RECVMSG && ret >= 0) {
+        receive_fds(p, args->dirfd, args->arg);
     } else if (args->kind == KIND_UNSHARE && ret == 0) {
         if (args->arg & (CLONE_FS_BIT | CLONE_NEWNS_BIT | CLONE_FILES_BIT)) {
             if (pid != tgid) {
@@ -1217,7 +1373,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_fcntl) {
     struct proc *p = procs.lookup(&tgid);
     if (!p)
         return 0;
-    u64 base = fd_lookup(p, (s32)args->fd);
+    int old_root = 0;
+    u64 base = fd_lookup(p, (s32)args->fd, &old_root);
     if (base)
         fd_put(p->files, (s32)args->fd, base, (args->arg & FD_CLOEXEC_BIT) ? 1 : 0);
     return 0;
@@ -1266,6 +1423,28 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close_range) {
         copy_files(p, 0, (u32)args->fd, hi);
     }
     return 0;
+}
+#endif
+#ifdef HAVE_socketpair
+TRACEPOINT_PROBE(syscalls, sys_enter_socketpair) {
+    return stash_model(KIND_SOCKETPAIR, SYS_IDX_socketpair, 0, (u64)args->usockvec);
+}
+#endif
+#ifdef HAVE_sendmsg
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc *p = procs.lookup(&tgid);
+    if (p)
+        send_fds(p, (s32)args->fd, (u64)args->msg);
+    return 0;
+}
+#endif
+#ifdef HAVE_recvmsg
+TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg) {
+    return stash_model(KIND_RECVMSG, SYS_IDX_recvmsg, (s32)args->fd, (u64)args->msg);
 }
 #endif
 #ifdef HAVE_clone
@@ -1344,7 +1523,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     }
     // A child that lives a millisecond is gone before /proc could be asked about it;
     // its parent usually lives on: learn the cwd it inherits from the parent.
-    u64 cwd = cwd_base(cgroup_id, parent, tgid);
+    int old_root = 0;
+    u64 cwd = cwd_base(cgroup_id, parent, tgid, &old_root);
     struct proc child = {};
     child.root_stamp = parent->root_stamp;
     child.uncertain = parent->uncertain;
@@ -1352,8 +1532,12 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
         child.fs = parent->fs;
     } else {
         child.fs = new_serial();
-        if (cwd)
-            cwds.update(&child.fs, &cwd);
+        u64 fs = parent->fs;
+        struct cwd_entry *entry = cwds.lookup(&fs);
+        if (cwd && entry) {
+            struct cwd_entry copy = *entry;  // with its stamp: the root may have changed
+            cwds.update(&child.fs, &copy);
+        }
     }
     if (flags & CLONE_FILES_BIT) {
         child.files = parent->files;
