@@ -5,6 +5,20 @@ repeated commands, a chroot and a few real tools (tests/tracer/oracle_workloads/
 Each runs once under strace and once in a traced cgroup, from a fresh fixture each time.
 What the tracer reports must cover what strace saw (recall) and hold nothing strace did
 not see (precision), besides what the test's own launcher does before the workload.
+
+The bug classes of the capture issue, and the workloads that hold each one down:
+- A, the dedup hid chdirs and opens the model needed: cd-repeat, find-repeat, rm-repeat,
+  mkdir-p-repeat, rmtree-repeat, dash-logical-cd, same-dir-fds, proc-fd-bash;
+- B, a leader thread's exit wiped the process: threads-main-exits, threads-exec;
+- C, a resolved path over 4096 bytes lost its batch: long-paths (4839 bytes);
+- D, pid reuse met a dead process's dedup key: pid-reuse (clone3 set_tid);
+- E, stale fd numbers: fd-passing (SCM_RIGHTS into a reused number, dup2 over a closed
+  one), same-dir-fds, chroot (a dirfd from before the chroot);
+- F, openat2 RESOLVE_IN_ROOT and RESOLVE_BENEATH: openat2;
+- G, /proc/self/fd and /dev/fd paths, execveat: proc-fd, proc-fd-bash,
+  fexecve-execveat-execvp;
+- H, exec names unreadable at entry, fexecve's empty name: fexecve-execveat-execvp,
+  posix-spawnp, vfork-chain.
 """
 
 from __future__ import annotations
