@@ -20,8 +20,11 @@ root, which it learns from the chroot records. Nested chroots are not modelled: 
 base is uncertain.
 
 Paths are joined lexically: `..` removes the previous component, as named. Where that
-component is a symlink to a directory the kernel goes to the link target's parent; the
-tracer does not look at the file system to tell (docs/tracer.md, known limits).
+component is a symlink to a directory the kernel goes to the link target's parent
+instead, and the lexical path may name a file never touched. So a name with `..` is
+checked: each component a `..` removes is looked at (lstat through
+`/proc/<pid>/root`, or the tracer's own view once the process is gone), and a path that
+crosses a symlink that way is uncertain, counted and not reported.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import stat
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
@@ -107,6 +111,8 @@ class PathResolver:
         # tgid -> (its root in the view it had before its last chroot, chroots so far);
         # only for processes that chrooted, or whose ancestors did.
         self._roots: dict[int, tuple[bytes, int]] = {}
+        # (cgroup id, path) -> is a symlink, for the components `..` removes; bounded
+        self._symlinks: OrderedDict[tuple[int, bytes], bool] = OrderedDict()
         self.stats = ResolverStats()
 
     def __len__(self) -> int:
@@ -144,6 +150,13 @@ class PathResolver:
 
     def resolve(self, record: records.Record) -> tuple[bytes, Outcome]:
         """(absolute path, RESOLVED), or (the name as given, another Outcome)."""
+        path, outcome = self._resolve(record)
+        if outcome is Outcome.RESOLVED and b".." in record.path and \
+                self._dotdot_crosses_symlink(record, path):
+            return record.path, Outcome.UNCERTAIN
+        return path, outcome
+
+    def _resolve(self, record: records.Record) -> tuple[bytes, Outcome]:
         name = record.path
         flags = record.flags
         if flags & records.FLAG_MAGIC:
@@ -177,6 +190,55 @@ class PathResolver:
         if in_root:
             return join_in_root(base, rel), Outcome.RESOLVED
         return (join(base, rel) if rel else base), Outcome.RESOLVED
+
+    # ------------------------------------------------------------ `..` and symlinks
+
+    def _dotdot_crosses_symlink(self, record: records.Record, resolved: bytes) -> bool:
+        """Does a `..` of the record's name remove a component that is a symlink?"""
+        name = record.path[record.skip:] if record.flags & records.FLAG_MAGIC else record.path
+        if not any(part == b".." for part in name.split(b"/")):
+            return False
+        if name.startswith(b"/") and not record.resolve & records.RESOLVE_IN_ROOT:
+            parts: list[bytes] = []
+        else:
+            # The base is what `resolved` was joined to: strip the name's own effect by
+            # walking from the base the kernel named.
+            base = self.base(record.base) or b"/"
+            parts = [p for p in base.split(b"/") if p]
+        for part in name.split(b"/"):
+            if part == b"..":
+                if parts and self._is_symlink(record, b"/" + b"/".join(parts)):
+                    return True
+                if parts:
+                    parts.pop()
+            elif part and part != b".":
+                parts.append(part)
+        return False
+
+    def _is_symlink(self, record: records.Record, path: bytes) -> bool:
+        key = (record.cgroup_id, path)
+        known = self._symlinks.get(key)
+        if known is not None:
+            return known
+        root = b"%s/%d/root" % (self._proc, record.tgid)
+        try:
+            mode = os.lstat(root + path).st_mode
+        except FileNotFoundError:
+            mode = None if os.path.exists(root) else self._own_view_mode(path)
+        except OSError:
+            mode = None
+        answer = mode is not None and stat.S_ISLNK(mode)
+        self._symlinks[key] = answer
+        if len(self._symlinks) > 65536:
+            self._symlinks.popitem(last=False)
+        return answer
+
+    @staticmethod
+    def _own_view_mode(path: bytes) -> int | None:
+        try:
+            return os.lstat(path).st_mode
+        except OSError:
+            return None
 
     # ------------------------------------------------------------ priming from /proc
 

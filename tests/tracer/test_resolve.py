@@ -432,3 +432,20 @@ def test_real_mount_namespace_paths_are_already_in_the_process_view(tmp_path, sp
     assert resolver.prime(prime_fd(8, fd, tgid=process.pid, files=2))
     assert resolver.resolve(record(b"main.py", base=7)) == (b"/app/main.py", Outcome.RESOLVED)
     assert resolver.resolve(record(b"", base=8, dirfd=fd)) == (b"/app/data", Outcome.RESOLVED)
+
+
+def test_dotdot_after_a_symlinked_directory_is_uncertain(
+        resolver: PathResolver, proc: FakeProc, tmp_path) -> None:
+    """The kernel goes to the link target's parent; the lexical path may never have been
+    touched, so it is not reported."""
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "a" / "real").mkdir(parents=True)
+    (rootfs / "b").mkdir()
+    (rootfs / "a" / "link").symlink_to("../b")
+    proc.process(10, cwd="/", root=str(rootfs))
+    assert resolver.resolve(record(b"/a/real/../x")) == (b"/a/real/../x", Outcome.RESOLVED)
+    assert resolver.resolve(record(b"/a/link/../x")) == (b"/a/link/../x", Outcome.UNCERTAIN)
+    resolver.learn(5, b"/a/link")
+    assert resolver.resolve(record(b"../x", base=5)) == (b"../x", Outcome.UNCERTAIN)
+    resolver.learn(6, b"/a")
+    assert resolver.resolve(record(b"real/../y", base=6)) == (b"/a/y", Outcome.RESOLVED)

@@ -538,8 +538,24 @@ static __always_inline char char_at(struct event_buf *buf, u32 at) {
     return buf->path[at & (SNOOP_PATH_MAX - 1)];
 }
 
-// /dev/fd/N[/...], /proc/{self,thread-self}/fd/N[/...], .../cwd[/...], .../root/...: the
-// prefix names an fd, the cwd or the root of the process itself. Returns the prefix
+// Up to 7 decimal digits from the word read at `at`; *count of them (0: none).
+static __always_inline u32 digits_in(u64 word, u32 at, u32 len, u32 *count) {
+    u32 value = 0;
+    u32 n = 0;
+#pragma unroll
+    for (int i = 0; i < 7; i++) {
+        u8 c = (u8)(word >> (8 * i)) - '0';
+        if (c > 9 || at + i >= len)
+            break;
+        value = value * 10 + c;
+        n++;
+    }
+    *count = n;
+    return value;
+}
+
+// /dev/fd/N[/...], /proc/{self,thread-self,PID}/fd/N[/...], .../cwd[/...], .../root/...:
+// the prefix names an fd, the cwd or the root of the process itself (PID its own). Returns the prefix
 // length (with the slash after it), 0 when the path has no such prefix. Every branch
 // here multiplies the verifier's work, so the words are compared whole and the fd's
 // digits are taken from one word.
@@ -560,6 +576,14 @@ static __always_inline u32 magic_prefix(struct event_buf *buf, u32 len, s32 *fd)
                 (word_at(buf, 16) & BYTES(2)) != W8('f', '/', 0, 0, 0, 0, 0, 0))
                 return 0;
             at = 18;
+        } else if ((word & BYTES(6)) == W8('/', 'p', 'r', 'o', 'c', '/', 0, 0)) {
+            u32 count = 0;
+            u32 pid = digits_in(word_at(buf, 6), 6, len, &count);
+            at = 6 + count;
+            if (count == 0 || count == 7 || at >= len || char_at(buf, at) != '/' ||
+                (pid != buf->hdr.tgid && pid != buf->hdr.pid))
+                return 0;
+            at++;
         } else {
             return 0;
         }
@@ -582,17 +606,8 @@ static __always_inline u32 magic_prefix(struct event_buf *buf, u32 len, s32 *fd)
             return 0;
         at += 3;
     }
-    u64 digits = word_at(buf, at);
-    u32 value = 0;
     u32 count = 0;
-#pragma unroll
-    for (int i = 0; i < 7; i++) {
-        u8 c = (u8)(digits >> (8 * i)) - '0';
-        if (c > 9 || at + i >= len)
-            break;
-        value = value * 10 + c;
-        count++;
-    }
+    u32 value = digits_in(word_at(buf, at), at, len, &count);
     u32 end = at + count;
     if (count == 0 || count == 7 || end > len || (end < len && char_at(buf, end) != '/'))
         return 0;
