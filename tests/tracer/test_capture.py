@@ -234,3 +234,19 @@ def test_stats_report_attached_syscalls_and_metrics(harness):
     assert 'snoop_attached_syscalls{syscall="openat"} 1.0' in metrics
     assert "snoop_tracer_startup_seconds" in metrics
     assert "process_resident_memory_bytes" in metrics
+
+
+def test_calls_on_an_fd_with_no_path_are_no_read_failures(harness, child, tmp_path):
+    """futimens() is utimensat(fd, NULL), fstat() an empty name: nothing was lost, so the
+    counter that says paths were lost must not move."""
+    target = tmp_path / "timed.txt"
+    target.write_text("x")
+    script = ("import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+              "os.utime(fd)\nos.stat(fd)\nos.close(fd)\n")
+    before = harness.latest_stats()
+    result = child.run([PYTHON, "-c", script, str(target)])
+    assert result.returncode == 0
+    assert harness.wait_for(lambda c: str(target).encode() in c.paths(child.id))
+    harness.pump(1.5)  # the next stats message
+    after = harness.latest_stats()
+    assert after.read_failures == (before.read_failures if before else 0)

@@ -779,6 +779,8 @@ static __always_inline void find_magic(void) {
 static __always_inline int prepare_path(struct stage *st, u64 cgroup_id, u8 kind,
                                         u16 syscall, s32 dirfd, u64 user_ptr, s64 ret,
                                         u8 resolve, int *read_failed) {
+    if (!user_ptr)
+        return 0;  // futimens() is utimensat(fd, NULL): no path, the fd's own file
     struct event_buf *buf = new_event(cgroup_id, kind, syscall, dirfd, ret);
     if (!buf)
         return 0;
