@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.tracer.harness import make_test_cgroup
+from tests.tracer.harness import TracerHarness, make_test_cgroup
 
 
 @pytest.fixture
@@ -23,3 +23,13 @@ def parent():
         yield made
     finally:
         made.remove()
+
+
+@pytest.fixture(scope="module")
+def tracer(parent):
+    """A real `snoop tracer` (with a stand-in processor) tracing the module's `parent`."""
+    harness = TracerHarness({"SNOOP_TARGET_MODE": "cgroup", "SNOOP_TARGET_CGROUP": parent.rel})
+    try:
+        yield harness
+    finally:
+        harness.close()

@@ -11,20 +11,10 @@ import uuid
 import pytest
 
 from tests.support.strace_oracle import strace_paths
-from tests.tracer.harness import TracerHarness
 
 pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
 
 EXCLUDED = (b"/proc", b"/sys", b"/dev")
-
-
-@pytest.fixture(scope="module")
-def tracer(parent):
-    harness = TracerHarness({"SNOOP_TARGET_MODE": "cgroup", "SNOOP_TARGET_CGROUP": parent.rel})
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 @pytest.fixture(scope="module")

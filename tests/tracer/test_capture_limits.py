@@ -27,7 +27,7 @@ import pytest
 
 from snoop.common.protocol import CaptureCounts, Event
 from tests.support.strace_oracle import strace_paths
-from tests.tracer.harness import Collected, TracerHarness
+from tests.tracer.harness import Collected
 from tests.tracer.oracle_workloads.catalog import SOURCES, Workload
 from tests.tracer.test_oracle_hard import SHOWN, kept, launcher_probes, verdict
 
@@ -40,15 +40,6 @@ LIMITS = SOURCES / "limits"
 URING_FILES = 8
 # The tracer adds coverage about once a second: two periods let a late delta show.
 COVERAGE_SETTLE = 2.5
-
-
-@pytest.fixture(scope="module")
-def tracer(parent):
-    harness = TracerHarness({"SNOOP_TARGET_MODE": "cgroup", "SNOOP_TARGET_CGROUP": parent.rel})
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,6 @@ import pytest
 
 from snoop.common.protocol import Event
 from tests.support.strace_oracle import strace_paths
-from tests.tracer.harness import TracerHarness
 from tests.tracer.oracle_workloads.catalog import WORKLOADS, build
 
 pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
@@ -41,15 +40,6 @@ pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
 EXCLUDED = (b"/proc", b"/sys", b"/dev")
 RECALL = 0.999
 SHOWN = 10
-
-
-@pytest.fixture(scope="module")
-def tracer(parent):
-    harness = TracerHarness({"SNOOP_TARGET_MODE": "cgroup", "SNOOP_TARGET_CGROUP": parent.rel})
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 @pytest.fixture(scope="module")

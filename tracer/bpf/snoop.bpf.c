@@ -455,6 +455,15 @@ static __always_inline void fd_put_entry(u64 files, s32 fd, u64 base, u64 sock,
     fds.update(&key, &entry);
 }
 
+// The calling process's state, if it is traced and the kernel side has seen it before.
+static __always_inline struct proc *traced_proc(void) {
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return NULL;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    return procs.lookup(&tgid);
+}
+
 static __always_inline void fd_put(u64 files, s32 fd, u64 base, u32 cloexec) {
     fd_put_entry(files, fd, base, 0, cloexec);
 }
@@ -1383,11 +1392,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_fcntl) {
                            args->cmd == F_DUPFD_CLOEXEC_CMD);
     if (args->cmd != F_SETFD_CMD)
         return 0;
-    u64 cgroup_id;
-    if (!should_trace(&cgroup_id))
-        return 0;
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    struct proc *p = procs.lookup(&tgid);
+    struct proc *p = traced_proc();
     if (!p)
         return 0;
     int old_root = 0;
@@ -1418,11 +1423,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_dup3) {
 // use is minted from /proc rather than taken from a stale table.
 #ifdef HAVE_close
 TRACEPOINT_PROBE(syscalls, sys_enter_close) {
-    u64 cgroup_id;
-    if (!should_trace(&cgroup_id))
-        return 0;
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    struct proc *p = procs.lookup(&tgid);
+    struct proc *p = traced_proc();
     if (p)
         fd_put(p->files, (s32)args->fd, 0, 0);
     return 0;
@@ -1430,11 +1431,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close) {
 #endif
 #ifdef HAVE_close_range
 TRACEPOINT_PROBE(syscalls, sys_enter_close_range) {
-    u64 cgroup_id;
-    if (!should_trace(&cgroup_id))
-        return 0;
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    struct proc *p = procs.lookup(&tgid);
+    struct proc *p = traced_proc();
     if (p) {
         u32 hi = args->max_fd > 0x7fffffff ? 0x7fffffff : (u32)args->max_fd;
         copy_files(p, 0, (u32)args->fd, hi);
@@ -1449,11 +1446,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_socketpair) {
 #endif
 #ifdef HAVE_sendmsg
 TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
-    u64 cgroup_id;
-    if (!should_trace(&cgroup_id))
-        return 0;
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    struct proc *p = procs.lookup(&tgid);
+    struct proc *p = traced_proc();
     if (p)
         send_fds(p, (s32)args->fd, (u64)args->msg);
     return 0;
