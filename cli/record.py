@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -154,6 +155,4 @@ def run(args: argparse.Namespace) -> int:
         _kill_leftovers(target_dir)
         cgroups.remove_cgroup(target_dir)
         leave(made)
-        for leftover in os.listdir(run_dir):
-            os.unlink(os.path.join(run_dir, leftover))
-        os.rmdir(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 from snoop.common import config as config_mod
 from snoop.common import preflight, process
 from snoop.common.transport import TransportError
+from snoop.tracer.build import LoadError
 from snoop.tracer.cgroups import CgroupError
-from snoop.tracer.loader import LoadError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

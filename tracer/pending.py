@@ -1,8 +1,11 @@
 """Batches sent but not yet confirmed persisted, kept to be re-sent.
 
 The kernel deduplicates, so a path lost downstream may never be seen again: every batch
-stays here until a reporter checkpoint covers its sequence number. Memory is bounded by
-`max_events`; past it the oldest batches are given up and counted, never silently.
+stays here until a reporter checkpoint covers its sequence number. Batches are keyed by
+(sender, seq): a restarted tracer re-sends what an earlier incarnation left unconfirmed
+(tracer/spool.py), under that incarnation's identity. Nothing is ever given up here:
+when `full`, the tracer stops draining the ring buffer, so loss happens in one place,
+the kernel's, and is counted there.
 """
 
 from __future__ import annotations
@@ -23,40 +26,47 @@ class PendingBatch:
     last_sent: float  # 0 when it was never handed to the transport, or is due again
     times_sent: int = 0
     coverage: dict[int, CaptureCounts] = field(default_factory=dict)
+    sender: str = ""
 
 
 class PendingBatches:
     def __init__(self, max_events: int) -> None:
         self.max_events = max_events
-        self._batches: OrderedDict[int, PendingBatch] = OrderedDict()
+        self._batches: OrderedDict[tuple[str, int], PendingBatch] = OrderedDict()
         self.events = 0
-        self.dropped_events = 0  # given up because of the memory bound
 
     def __len__(self) -> int:
         return len(self._batches)
 
-    def add(self, batch: PendingBatch) -> None:
-        self._batches[batch.seq] = batch
-        self.events += len(batch.events)
-        while self.events > self.max_events and len(self._batches) > 1:
-            _, oldest = self._batches.popitem(last=False)
-            self.events -= len(oldest.events)
-            self.dropped_events += len(oldest.events)
+    @property
+    def full(self) -> bool:
+        return self.events >= self.max_events
 
-    def confirm(self, ranges: Iterable[tuple[int, int]]) -> int:
-        """Forget every batch inside the persisted ranges; returns how many."""
-        confirmed = 0
+    def add(self, batch: PendingBatch) -> None:
+        self._batches[(batch.sender, batch.seq)] = batch
+        self.events += len(batch.events)
+
+    def senders(self) -> set[str]:
+        return {sender for sender, _ in self._batches}
+
+    def confirm(self, sender: str, ranges: Iterable[tuple[int, int]]) -> list[PendingBatch]:
+        """Forget every batch of `sender` inside the persisted ranges; returns them."""
+        confirmed = []
         for first, last in ranges:
-            for seq in [s for s in self._batches if first <= s <= last]:
-                self.events -= len(self._batches.pop(seq).events)
-                confirmed += 1
+            for key in [k for k in self._batches if k[0] == sender and first <= k[1] <= last]:
+                batch = self._batches.pop(key)
+                self.events -= len(batch.events)
+                confirmed.append(batch)
         return confirmed
 
-    def holes(self, below: int, sent_before: float) -> list[PendingBatch]:
-        """Unconfirmed batches older than a confirmed one: lost on the way (a downstream
-        process died with them), unless sent too recently to tell."""
-        return [b for b in self._batches.values()
-                if b.seq < below and 0.0 < b.last_sent < sent_before]
+    def holes(self, sender: str, below: int, sent_before: float) -> list[PendingBatch]:
+        """Unconfirmed batches of `sender` older than a confirmed one: lost on the way (a
+        downstream process died with them), unless sent too recently to tell."""
+        return [b for (s, seq), b in self._batches.items()
+                if s == sender and seq < below and 0.0 < b.last_sent < sent_before]
+
+    def all(self) -> list[PendingBatch]:
+        return list(self._batches.values())
 
     def due(self, now: float, resend_after: float) -> Iterator[PendingBatch]:
         """Batches never sent, or sent longer than resend_after ago, oldest first."""

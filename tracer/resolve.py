@@ -56,6 +56,10 @@ class KernelModel(Protocol):
     def fd_base(self, files_context: int, fd: int) -> int: ...
 
 
+class BaseJournal(Protocol):
+    def append(self, serial: int, path: bytes) -> None: ...
+
+
 class Outcome(enum.IntEnum):
     RESOLVED = 0
     UNRESOLVED = 1  # relative, and its base is unknown: the name is kept as given
@@ -103,8 +107,9 @@ class PathResolver:
     """
 
     def __init__(self, kernel: KernelModel | None, proc: str | bytes = "/proc", *,
-                 max_bases: int = 262144) -> None:
+                 max_bases: int = 262144, journal: BaseJournal | None = None) -> None:
         self._kernel = kernel
+        self._journal = journal
         self._proc = os.fsencode(proc).rstrip(b"/")
         self._max_bases = max_bases
         self._bases: OrderedDict[int, bytes] = OrderedDict()
@@ -118,9 +123,11 @@ class PathResolver:
     def __len__(self) -> int:
         return len(self._bases)
 
-    def learn(self, serial: int, path: bytes) -> None:
+    def learn(self, serial: int, path: bytes, *, replayed: bool = False) -> None:
         """A base record resolved to `path`: its fd or the cwd it made."""
         self._bases[serial] = path
+        if self._journal is not None and not replayed:
+            self._journal.append(serial, path)
         if len(self._bases) > self._max_bases:
             self._bases.popitem(last=False)
             self.stats.evicted += 1
@@ -139,6 +146,9 @@ class PathResolver:
 
     def on_exit(self, tgid: int) -> None:
         self._roots.pop(tgid, None)
+
+    def bases(self) -> list[tuple[int, bytes]]:
+        return list(self._bases.items())
 
     def base(self, serial: int) -> bytes | None:
         path = self._bases.get(serial)

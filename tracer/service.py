@@ -1,8 +1,17 @@
-"""The tracer's run loop: load BPF, keep targets current, drain, resolve, batch, send.
+"""The tracer's run loop: adopt or build the kernel side, keep targets current, drain,
+resolve, batch, spool, send.
 
 One thread. Each turn: wait briefly for the ring buffer, turn records into events, send
 a batch when it is full or old enough, and about once a second refresh the targets,
 send stats and re-send batches no reporter has confirmed.
+
+What survives a SIGKILL: the kernel side (pinned: it keeps capturing), every batch
+sent but not confirmed (spooled before sending), the records read but not yet spooled
+(the ring buffer's consumer position only moves past records whose events are
+spooled), and what the resolver learned (tracer/state.py). A restarted tracer adopts
+the kernel side and goes on. Flow control: while the re-send buffer is full or the
+processor refuses more, the tracer stops draining, so what does not fit is lost in one
+place, the ring buffer, and counted by the kernel.
 """
 
 from __future__ import annotations
@@ -30,13 +39,15 @@ from snoop.common.protocol import (
     Workload,
 )
 from snoop.common.transport import Receiver, Security, Sender, new_context
-from snoop.tracer import cgroups, records, syscalls
+from snoop.tracer import build, cgroups, records, syscalls
 from snoop.tracer.events import RecordTranslator
-from snoop.tracer.loader import KernelProbe, KernelSettings
+from snoop.tracer.kernel import KernelSide
 from snoop.tracer.metrics import TracerMetrics
 from snoop.tracer.newcomers import NewcomerGate, running_processes
 from snoop.tracer.pending import PendingBatch, PendingBatches
 from snoop.tracer.resolve import PathResolver
+from snoop.tracer.spool import Spool
+from snoop.tracer.state import BasesLog, TracerState
 from snoop.tracer.targets import TargetError, TargetWatcher
 
 log = logging.getLogger(__name__)
@@ -46,6 +57,7 @@ STOP_DRAIN_SECONDS = 1.0
 RESEND_BATCHES_PER_TURN = 64
 # A batch this recent may still be on its way; only older unconfirmed ones are holes.
 HOLE_GRACE = 2.0
+MAX_RECORDS_PER_TURN = 65536
 
 
 def new_sender_id() -> str:
@@ -121,26 +133,36 @@ class Tracer:
         self.checkpoints = Receiver(self.context, config.endpoint("checkpoint"),
                                     {MessageType.CHECKPOINT}, bind=False, subscribe=True,
                                     security=security)
-        self.probe: KernelProbe | None = None
+        self.probe: KernelSide | None = None
         # Records per syscall index (cheaper per event than names; see syscall_counts).
         self._counts_by_index = defaultdict(int)
-        self._drained: list[records.Record] = []
         self._exported_counts: dict[str, int] = {}
+        run_dir = os.path.abspath(config.run_dir)
+        os.makedirs(run_dir, exist_ok=True)
+        self._run_dir = run_dir
+        self._state_path = os.path.join(run_dir, "tracer-state.json")
+        self.state = TracerState.load(self._state_path)
+        self.spool = Spool(os.path.join(run_dir, "tracer-spool"))
+        self.bases_log = BasesLog(os.path.join(run_dir, "tracer-bases.log"))
+        self._kernel_baseline: dict[int, int] = {}
+        self._blocked = False  # the last send was refused: hold until one goes through
 
     # ------------------------------------------------------------ setup
 
     def start(self) -> None:
         started = time.monotonic()
-        self.probe = KernelProbe(KernelSettings(
+        plan = build.plan(build.KernelSettings(
             ringbuf_bytes=self.config.ringbuf_bytes,
             dedup_entries=self.config.dedup_entries,
             dedup_ttl=self.config.dedup_ttl,
         ))
+        self.probe = KernelSide.open(plan, self._run_dir)
         self.probe.exclude_process(os.getpid())
-        self.resolver = PathResolver(kernel=self.probe,
+        self.resolver = PathResolver(kernel=self.probe, journal=self.bases_log,
                                      max_bases=4 * self.config.dedup_entries + 65536)
         self.translator = RecordTranslator(self.resolver)
-        self.probe.open_ring(self._on_record)
+        self._take_over(plan.digest)
+        self.probe.resume()  # a clean stop paused it; a crash did not
         self.gate = NewcomerGate(running_processes())
         for name in self.probe.attached:
             self.metrics.attached.labels(name).set(1)
@@ -151,8 +173,26 @@ class Tracer:
             "sender": self.sender_id, "syscalls": len(self.probe.attached),
             "missing": ",".join(self.probe.missing),
             "compile_seconds": round(self.probe.compile_seconds, 2),
-            "mode": self.config.target_mode.value,
+            "adopted": self.probe.adopted, "pinned": self.probe.pin_dir or "",
+            "resent": len(self.pending), "mode": self.config.target_mode.value,
         })
+
+    def _take_over(self, digest: str) -> None:
+        """Pick up what an earlier incarnation left: its unconfirmed batches always; its
+        bases and counters only if this is the kernel side it drained."""
+        for batch in self.spool.load():
+            self.pending.add(PendingBatch(
+                batch.header.seq, batch.events, dict(batch.workloads),
+                created_at=batch.sent_at, last_sent=0.0, times_sent=1,
+                coverage=dict(batch.coverage), sender=batch.header.sender))
+        if self.probe.adopted and self.state.digest == digest:
+            for serial, path in self.bases_log.replay():
+                self.resolver.learn(serial, path, replayed=True)
+            self._kernel_baseline = {int(k): v for k, v in self.state.kernel_reported.items()}
+        else:
+            self.bases_log.discard()
+        self.state = TracerState(observed_until=self.clock(), digest=digest)
+        self.state.save(self._state_path)
 
     def _own_cgroup(self, config: Config) -> str:
         """Snoop's cgroup, to exclude; a cgroup of its own if it shares the root one."""
@@ -206,23 +246,37 @@ class Tracer:
             self._workloads[cgroup_id] = workload
         return workload
 
-    def _on_record(self, data: bytes) -> None:
-        try:
-            self._drained.append(records.decode(data))
-        except records.RecordError as exc:
-            log.warning("bad ring buffer record", extra={"error": str(exc)})
+    @property
+    def holding(self) -> bool:
+        """Nothing more can be handed on: leave the records in the ring buffer."""
+        return self._blocked or self.pending.full
 
     def _drain(self, timeout_ms: int) -> None:
         """Take what the ring buffer holds, then translate it in kernel order."""
-        self.probe.drain(timeout_ms)
-        drained, self._drained = self._drained, []
+        ring = self.probe.ring
+        if self.holding:
+            self.stop_requested.wait(timeout_ms / 1000)
+            return
+        ring.wait(timeout_ms)
         now = self.clock()
         counts = self._counts_by_index
-        translate, passes = self.translator.translate, self.gate.passes
-        for record in drained:
+        translate, passes, decode = self.translator.translate, self.gate.passes, records.decode
+        for data in ring.read(MAX_RECORDS_PER_TURN):
+            try:
+                record = decode(data)
+            except records.RecordError as exc:
+                log.warning("bad ring buffer record", extra={"error": str(exc)})
+                continue
             counts[record.syscall] += 1
             self._add(passes(record, translate(record), now), now)
         self._add(self.gate.expired(now), now)
+
+    def _commit(self) -> None:
+        """Everything read is spooled: the ring buffer may reuse its space."""
+        ring = self.probe.ring
+        if ring.position != ring.committed:
+            self.bases_log.flush()
+            ring.commit()
 
     def _add_coverage(self, now: float) -> None:
         """What was seen but is no file, per workload, into the open batch."""
@@ -258,14 +312,16 @@ class Tracer:
         now = self.clock()
         header = self._next_header()
         pending = PendingBatch(header.seq, events, workloads, created_at=now, last_sent=0.0,
-                               coverage=coverage)
+                               coverage=coverage, sender=self.sender_id)
+        message = EventBatch(header, events, workloads, sent_at=now, coverage=coverage)
+        self.spool.put(message)
         self.pending.add(pending)
-        if self.sender.send(EventBatch(header, events, workloads, sent_at=now,
-                                       coverage=coverage)):
+        if not self._blocked and self.sender.send(message):
             pending.last_sent = now
             pending.times_sent = 1
             self.metrics.batches_sent.inc()
         else:
+            self._blocked = True
             self.metrics.send_blocked.inc()
 
     def _resend_due(self) -> None:
@@ -273,30 +329,41 @@ class Tracer:
         for count, batch in enumerate(self.pending.due(now, self.resend_after)):
             if count >= RESEND_BATCHES_PER_TURN:
                 break
-            message = EventBatch(Header(self.sender_id, batch.seq), batch.events,
+            message = EventBatch(Header(batch.sender, batch.seq), batch.events,
                                  batch.workloads, sent_at=batch.created_at,
                                  resend=batch.times_sent > 0, coverage=batch.coverage)
             if not self.sender.send(message):
+                self._blocked = True
                 self.metrics.send_blocked.inc()
-                break
+                return
             if batch.times_sent:
                 self.metrics.batches_resent.inc()
             batch.times_sent += 1
             batch.last_sent = now
+        self._blocked = False
 
     def _send_stats(self) -> None:
         counters = self.probe.counters() if self.probe else {}
+
+        def mine(slot: int) -> int:
+            """An adopted kernel side counted for earlier incarnations too."""
+            return max(0, counters.get(slot, 0) - self._kernel_baseline.get(slot, 0))
+
         stats = TracerStats(
             header=self._next_header(),
             started_at=self.started_at,
-            kernel_dropped=counters.get(records.STAT_RINGBUF_FULL, 0),
-            read_failures=counters.get(records.STAT_READ_FAILED, 0),
+            kernel_dropped=mine(records.STAT_RINGBUF_FULL),
+            read_failures=mine(records.STAT_READ_FAILED),
             unresolved=self.translator.unresolved,
             events_by_syscall=self.syscall_counts(),
             attached=self.probe.attached if self.probe else (),
-            pending_dropped=self.pending.dropped_events,
         )
         self.sender.send(stats)
+        # After the send: a kill in between makes the next incarnation count those again
+        # (too much, never too little).
+        self.state.kernel_reported = {str(k): v for k, v in counters.items()}
+        self.state.observed_until = self.clock()
+        self.state.save(self._state_path)
         for name, total in stats.events_by_syscall.items():
             delta = total - self._exported_counts.get(name, 0)
             if delta:
@@ -306,7 +373,6 @@ class Tracer:
         self.metrics.read_failures.set(stats.read_failures)
         self.metrics.dedup_hits.set(counters.get(records.STAT_DEDUP_HITS, 0))
         self.metrics.pending_events.set(self.pending.events)
-        self.metrics.pending_dropped.set(self.pending.dropped_events)
 
     def syscall_counts(self) -> dict[str, int]:
         return {syscalls.name_of(i): n for i, n in self._counts_by_index.items()}
@@ -317,17 +383,22 @@ class Tracer:
                 self.metrics.checkpoints.inc()
                 if message.header.sender != self._reporter and self._reporter:
                     # A new reporter: what the old one had not persisted died with it.
-                    for batch in self.pending.holes(self.seq + 1, self.clock() - 0.5):
+                    for batch in self.pending.holes(self.sender_id, self.seq + 1,
+                                                    self.clock() - 0.5):
                         batch.last_sent = 0.0
                 self._reporter = message.header.sender
-                ranges = message.persisted.get(self.sender_id)
-                if ranges:
-                    self.pending.confirm(ranges)
+                for sender in self.pending.senders():
+                    ranges = message.persisted.get(sender)
+                    if not ranges:
+                        continue
+                    for batch in self.pending.confirm(sender, ranges):
+                        self.spool.remove(sender, batch.seq)
                     # Reporters persist in arrival order: a batch still unconfirmed while
                     # a later one is confirmed was lost downstream. Re-send it now rather
                     # than after the timeout.
                     newest = max(last for _, last in ranges)
-                    for batch in self.pending.holes(newest, self.clock() - HOLE_GRACE):
+                    for batch in self.pending.holes(sender, newest,
+                                                    self.clock() - HOLE_GRACE):
                         batch.last_sent = 0.0
 
     # ------------------------------------------------------------ loop
@@ -342,6 +413,10 @@ class Tracer:
             now = self.clock()
             if self.batch.ready(now):
                 self._flush()
+            if not self.batch:
+                self._commit()
+            if self._blocked:
+                self._resend_due()
             if now >= next_housekeeping:
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
                 self._add_coverage(now)
@@ -354,18 +429,25 @@ class Tracer:
         return self.shutdown()
 
     def shutdown(self) -> int:
-        """Detach, drain what the ring buffer still holds, send it, close."""
+        """Pause, drain what the ring buffer still holds, spool and send it, detach."""
         self.ready = False
         if self.probe is not None:
             self.probe.pause()
-            self._drain(0)
+            self._blocked = False
+            self.pending.max_events = max(self.pending.max_events, self.pending.events + 1)
+            deadline = time.monotonic() + STOP_DRAIN_SECONDS
+            while self.probe.ring.produced != self.probe.ring.position and \
+                    time.monotonic() < deadline:
+                self._drain(0)
             self._add(self.gate.release_all(), self.clock())
             self._add_coverage(self.clock())
             self._flush()
+            self._commit()
             self._resend_due()
             self._send_stats()
-            self.probe.detach()
-            self.probe.close()
+            self.probe.close(detach=True)
+            self.bases_log.discard()
+        self.bases_log.close()
         self.checkpoints.close(linger=0)
         self.sender.close()
         self.context.term()

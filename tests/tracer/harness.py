@@ -29,6 +29,7 @@ from snoop.common.protocol import (
 )
 from snoop.common.transport import Receiver, Sender, new_context
 from snoop.tracer import cgroups
+from snoop.tracer.kernel import pin_dir_of, remove_pins
 from tests.support.net import free_port, is_ready
 
 READY_TIMEOUT = 90.0
@@ -212,6 +213,7 @@ class TracerHarness:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        remove_pins(pin_dir_of(self.run_dir))  # a killed tracer leaves its kernel side
         self.receiver.close(linger=0)
         self.publisher.close(linger=0)
         self.context.term()

@@ -6,25 +6,35 @@ import re
 
 import pytest
 
-from snoop.tracer import records
-from snoop.tracer.loader import BPF_SOURCE, KernelProbe
+from snoop.tracer import maps, records
+from snoop.tracer.build import BPF_SOURCE, KernelSettings, plan
+from snoop.tracer.compiler import compiled_layouts
 from snoop.tracer.syscalls import IO_URING_SUBMIT, SCHED_EVENTS, SYSCALLS
 
 C_SOURCE = BPF_SOURCE.read_text()
 
 
+@pytest.fixture(scope="module")
+def compiled():
+    return compiled_layouts(plan(KernelSettings()))
+
+
 @pytest.mark.bpf
-def test_python_header_matches_the_struct_bcc_compiled():
-    with KernelProbe() as probe:
-        compiled = probe.layout()
+def test_python_header_matches_the_struct_bcc_compiled(compiled):
     python_side = []
     offset = 0
     for name, code in zip(records.HEADER_FIELDS, records.HEADER.format[1:], strict=True):
         size = {"Q": 8, "q": 8, "I": 4, "i": 4, "H": 2, "B": 1}[code]
         python_side.append((name, offset, size))
         offset += size
-    assert compiled == python_side
+    assert compiled["header"] == python_side
     assert records.HEADER.size == offset
+
+
+@pytest.mark.bpf
+def test_map_layouts_match_the_structs_bcc_compiled(compiled):
+    for name, layout in maps.LAYOUTS.items():
+        assert compiled[name] == (layout.key.size, layout.value.size), name
 
 
 def test_every_syscall_in_the_table_has_a_probe_and_back():
