@@ -2,11 +2,11 @@
 
 A tracer keeps every batch until a `Checkpoint` names its seq. The reporter learns what
 each FileUpdates carries from its `covers` (tracer sender -> seq ranges), holds those
-ranges as *received* until the reports holding their content are on disk, and only then
-moves them to *persisted*. Ranges, not a high-water mark: a hole stays visible, so the
-tracer re-sends exactly what is missing. We never claim a seq we did not persist; when a
-sender has too many ranges we forget its oldest ones (the tracer confirmed and dropped
-those long ago), never merge across a hole.
+ranges as *received* until their content is durable (the journal fsynced, or the reports
+written), and only then moves them to *persisted*. Ranges, not a high-water mark: a hole
+stays visible, so the tracer re-sends exactly what is missing. We never claim a seq we
+did not persist; when a sender has too many ranges we forget its oldest ones (the tracer
+confirmed and dropped those long ago), never merge across a hole.
 """
 
 from __future__ import annotations

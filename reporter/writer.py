@@ -1,10 +1,12 @@
 """Reports on disk: where each one lives, loading them at start, writing them atomically.
 
 Layout:
-- sidecar mode (`SNOOP_REPORT_DIR` empty): one report at `SNOOP_REPORT_PATH`, and the
-  state file `.NAME.state.json` beside it;
+- sidecar mode (`SNOOP_REPORT_DIR` empty): one report at `SNOOP_REPORT_PATH`, and beside
+  it the state file `.NAME.state.json`, the journal `.NAME.journal` and the delivery
+  state `.NAME.delivered.json`;
 - node mode (`SNOOP_REPORT_DIR` set): one `<name>.json` per workload in that directory,
-  and the state file `.snoop-reporter-state.json`. `<name>` is the workload key when it
+  and `.snoop-reporter-state.json`, `.snoop-reporter.journal` and
+  `.snoop-reporter-delivered.json`. `<name>` is the workload key when it
   is made only of `A-Za-z0-9._-` (container ids are), does not start with `.` and is at
   most 128 characters; otherwise it is the key with every other character replaced by
   `_`, cut to 100 characters, then `-` and the first 12 hex digits of the key's SHA-256
@@ -24,12 +26,15 @@ import os
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from snoop.common.report import Report, ReportError, load_report, write_atomically
 
 log = logging.getLogger("snoop.reporter")
 
 DIR_STATE_NAME = ".snoop-reporter-state.json"
+DIR_JOURNAL_NAME = ".snoop-reporter.journal"
+DIR_DELIVERED_NAME = ".snoop-reporter-delivered.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -55,10 +60,19 @@ class ReportFiles:
             directory, name = os.path.split(os.path.abspath(report_path))
             self.directory = directory
             self.state_path = os.path.join(directory, f".{name}.state.json")
+            self.journal_path = os.path.join(directory, f".{name}.journal")
+            self.delivered_path = os.path.join(directory, f".{name}.delivered.json")
         else:
             self.directory = report_dir
             self.state_path = os.path.join(report_dir, DIR_STATE_NAME)
+            self.journal_path = os.path.join(report_dir, DIR_JOURNAL_NAME)
+            self.delivered_path = os.path.join(report_dir, DIR_DELIVERED_NAME)
         self.corrupt_moved = 0
+        # Other modules' sections of the state file, each built when the state is written
+        # (under the reporter's lock, so it agrees with the reports of the same round).
+        self.state_sections: dict[str, Callable[[], Any]] = {}
+        # The state file as loaded at start; None when absent or moved aside as corrupt.
+        self.loaded_state: dict | None = None
 
     def path_for(self, key: str) -> str:
         if self.sidecar:
@@ -72,6 +86,7 @@ class ReportFiles:
         self._write(self.path_for(key), text)
 
     def write_state(self, state: dict) -> None:
+        state = {**state, **{name: build() for name, build in self.state_sections.items()}}
         self._write(self.state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
 
     # ------------------------------------------------------------ loading
@@ -118,18 +133,25 @@ class ReportFiles:
         if not isinstance(data, dict):
             self._move_aside(self.state_path, "state file is not a JSON object")
             return None
+        self.loaded_state = data
         return data
 
     def move_state_aside(self, reason: str) -> None:
+        self.loaded_state = None
         self._move_aside(self.state_path, reason)
 
-    def _move_aside(self, path: str, reason: str) -> None:
+    def aside_path(self, path: str) -> str:
+        """A free `PATH.corrupt-<UTC time>` name to keep a damaged file (or part of one)."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._wall()))
         target = f"{path}.corrupt-{stamp}"
         n = 0
         while os.path.exists(target):
             n += 1
             target = f"{path}.corrupt-{stamp}-{n}"
+        return target
+
+    def _move_aside(self, path: str, reason: str) -> None:
+        target = self.aside_path(path)
         try:
             os.rename(path, target)
         except OSError as exc:
