@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from snoop.reporter.core import Reporter
+from snoop.reporter.durable import DurableReporter
 
 
 class ReporterCollector(Collector):
@@ -37,14 +38,47 @@ class ReporterCollector(Collector):
             unique = r.store.unique_files()
             last_write = c.last_write_at
             pending = len(r.store.dirty)
-        pushes = r.pusher.counts if r.pusher is not None else None
+            journal = r.journal if isinstance(r, DurableReporter) else None
+            if journal is not None:
+                j = journal.counts
+                simple += [
+                    ("snoop_journal_records", "FileUpdates appended to the journal",
+                     j.appended),
+                    ("snoop_journal_syncs", "journal fsyncs that confirmed records", j.syncs),
+                    ("snoop_journal_errors", "journal appends, fsyncs or resets that failed",
+                     j.errors),
+                    ("snoop_journal_replayed", "journal records replayed at start",
+                     j.replayed),
+                    ("snoop_journal_damaged", "torn tails dropped, damaged stretches kept "
+                     "aside or undecodable records skipped at start",
+                     j.torn + j.corrupt + j.undecodable),
+                ]
+                journal_bytes, journal_suspended = journal.size, journal.suspended is not None
+        pusher = r.pusher
         for name, doc, value in simple:
             yield CounterMetricFamily(name, doc, value=value)
-        if pushes is not None:
-            yield CounterMetricFamily("snoop_report_pushes", "reports POSTed to the API",
-                                      value=pushes.pushed)
-            yield CounterMetricFamily("snoop_report_push_errors", "failed POST attempts",
-                                      value=pushes.errors)
+        if journal is not None:
+            yield GaugeMetricFamily("snoop_journal_bytes", "size of the journal",
+                                    value=journal_bytes)
+            yield GaugeMetricFamily("snoop_journal_suspended", "1 while the journal takes no "
+                                    "records (full or failing) until the next report write",
+                                    value=int(journal_suspended))
+        if pusher is not None:
+            pushes = pusher.counts
+            for name, doc, value in (
+                ("snoop_report_pushes", "report versions delivered to the API", pushes.pushed),
+                ("snoop_report_push_errors", "failed POST attempts, retried", pushes.errors),
+                ("snoop_report_push_rejected", "report versions the API refused (3xx, 4xx "
+                 "but 408 and 429), not retried", pushes.rejected),
+                ("snoop_report_push_too_large", "report versions the API refused with 413",
+                 pushes.too_large),
+                ("snoop_report_delivery_state_errors", "delivery state writes that failed",
+                 pusher.delivered.write_errors),
+            ):
+                yield CounterMetricFamily(name, doc, value=value)
+            yield GaugeMetricFamily("snoop_report_pushes_waiting",
+                                    "report versions waiting to be delivered",
+                                    value=pusher.waiting())
         family = CounterMetricFamily("snoop_events_dropped", "events tracers could not deliver, "
                                      "by reason (as persisted in reports)", labels=["reason"])
         for field, reason in (("kernel_dropped", "kernel"), ("read_failures", "read_failure"),

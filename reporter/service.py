@@ -1,8 +1,11 @@
-"""The reporter process: sockets, the receive/write/publish loop and an orderly stop.
+"""The reporter process: sockets, the receive/journal/write/publish loop and an orderly stop.
 
-Loop: apply FileUpdates as they come; every report interval run a write round and, when
-it succeeded, publish a Checkpoint; re-publish the checkpoint every second for tracers
-that subscribed late. On stop: apply what is waiting, write, publish a final checkpoint.
+Loop: apply FileUpdates as they come (each is appended to the journal first); every
+~100 ms fsync the journal and, when that made new tracer batches persisted, publish a
+Checkpoint; every report interval (or sooner, when the journal grows big) run a write
+round, which empties the journal; re-publish the checkpoint every second for tracers
+that subscribed late. At start, push every loaded report the endpoint does not have yet.
+On stop: apply what is waiting, write, sync, publish a final checkpoint.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from snoop.common.health import HealthServer
 from snoop.common.protocol import FileUpdates, MessageType
 from snoop.common.transport import Receiver, Security, Sender, TransportError, new_context
 from snoop.reporter import metrics
-from snoop.reporter.core import Reporter
+from snoop.reporter.delivery import DeliveryLog
+from snoop.reporter.durable import SYNC_EVERY, DurableReporter
 from snoop.reporter.push import Pusher
 from snoop.reporter.writer import ReportFiles
 
@@ -31,6 +35,7 @@ log = logging.getLogger("snoop.reporter")
 PUBLISH_EVERY = 1.0
 DRAIN_FOR = 1.5
 PUSH_GRACE = 1.5
+EARLY_ROUND_EVERY = 1.0  # at most this often when the journal asks for a round
 
 
 def security(config: Config) -> Security:
@@ -44,18 +49,34 @@ def new_sender_id() -> str:
     return f"reporter/{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
+def new_pusher(config: Config, delivered: DeliveryLog) -> Pusher:
+    return Pusher(config.api_endpoint, config.api_token, delivered=delivered)
+
+
 def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | None = None,
-          clock: Callable[[], float] = time.monotonic) -> int:
+          clock: Callable[[], float] = time.monotonic,
+          make_pusher: Callable[[Config, DeliveryLog], Pusher] = new_pusher) -> int:
     """Run until `stop` is set; 0 on a clean stop, 1 when setup fails."""
     registry = registry or CollectorRegistry()
-    pusher = Pusher(config.api_endpoint, config.api_token) if config.api_endpoint else None
-    reporter = Reporter(config, ReportFiles(config.report_path, config.report_dir),
-                        new_sender_id(), pusher=pusher)
+    files = ReportFiles(config.report_path, config.report_dir)
+    pusher = (make_pusher(config, DeliveryLog(files.delivered_path).load())
+              if config.api_endpoint else None)
+    reporter = DurableReporter(config, files, new_sender_id(), pusher=pusher)
     try:
         reporter.load()
     except OSError as exc:
         log.error("cannot use the report location", extra={"error": str(exc)})
+        reporter.close()
         return 1
+    try:
+        return _serve(config, reporter, pusher, stop, registry, clock)
+    finally:
+        reporter.close()
+
+
+def _serve(config: Config, reporter: DurableReporter, pusher: Pusher | None,
+           stop: threading.Event, registry: CollectorRegistry,
+           clock: Callable[[], float]) -> int:
     metrics.register(registry, reporter)
     bound = threading.Event()
     try:
@@ -82,6 +103,8 @@ def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | N
         return 1
     if pusher is not None:
         pusher.start()
+        for name, text in reporter.report_texts():
+            pusher.submit(name, text)  # the pusher skips versions already delivered
     bound.set()
     log.info("reporter ready", extra={
         "updates": receiver.endpoint, "checkpoint": publisher.endpoint,
@@ -100,34 +123,41 @@ def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | N
     return 0
 
 
-def _apply(reporter: Reporter, receiver: Receiver, first: object) -> None:
+def _apply(reporter: DurableReporter, receiver: Receiver, first: object) -> None:
     for message in [first, *receiver.recv_all(limit=1000)]:
         if isinstance(message, FileUpdates):
             reporter.apply(message)
     reporter.note_invalid(receiver.invalid)
 
 
-def _loop(reporter: Reporter, receiver: Receiver, publisher: Sender, stop: threading.Event,
-          interval: float, clock: Callable[[], float]) -> None:
+def _loop(reporter: DurableReporter, receiver: Receiver, publisher: Sender,
+          stop: threading.Event, interval: float, clock: Callable[[], float]) -> None:
     next_write = clock() + interval
     next_publish = clock()
+    next_sync = clock() + SYNC_EVERY
+    next_early = clock()
     while not stop.is_set():
-        wait = min(next_write, next_publish) - clock()
-        message = receiver.recv(timeout=max(0.0, min(wait, 0.1)))
+        wait = min(next_write, next_publish, next_sync) - clock()
+        message = receiver.recv(timeout=max(0.0, min(wait, SYNC_EVERY)))
         if message is not None:
             _apply(reporter, receiver, message)
         reporter.note_invalid(receiver.invalid)
         now = clock()
-        if now >= next_write:
-            next_write = now + interval
-            if reporter.write_round():
+        if now >= next_sync:
+            next_sync = now + SYNC_EVERY
+            if reporter.sync_journal():
                 next_publish = now  # tell tracers at once
+        if now >= next_write or (now >= next_early and reporter.wants_round()):
+            next_write = now + interval
+            next_early = now + EARLY_ROUND_EVERY
+            if reporter.write_round():
+                next_publish = now
         if now >= next_publish:
             publisher.send(reporter.checkpoint())
             next_publish = now + PUBLISH_EVERY
 
 
-def _finish(reporter: Reporter, receiver: Receiver, publisher: Sender,
+def _finish(reporter: DurableReporter, receiver: Receiver, publisher: Sender,
             clock: Callable[[], float]) -> None:
     started = clock()
     while clock() - started < DRAIN_FOR:
@@ -136,6 +166,7 @@ def _finish(reporter: Reporter, receiver: Receiver, publisher: Sender,
             break
         _apply(reporter, receiver, message)
     ok = reporter.write_round()
+    reporter.sync_journal()  # when the write failed, the journal still confirms
     publisher.send(reporter.checkpoint())
     log.info("reporter stopped", extra={"final_write": {True: "ok", False: "failed",
                                                         None: "nothing to write"}[ok],
