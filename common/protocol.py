@@ -7,6 +7,12 @@ it, and raises `ProtocolError` (and nothing else) for any malformed input.
 
 Paths travel as msgpack bin (Python `bytes`) end to end: Linux paths need not be UTF-8.
 
+Values are checked for range, not only type, so nothing that decodes can crash or
+poison a receiver: sequence numbers, ranges of them and counters fit int64
+(0..SEQ_MAX, 0..COUNT_MAX); timestamps lie in [TIME_MIN, now + TIME_MAX_AHEAD] by the
+receiver's clock (`decode(..., now=)`); first_seen <= last_seen. A jump in one sender's
+seq numbering of more than MAX_SEQ_GAP is no loss a receiver may count (`seq_gap()`).
+
 Flow:
   tracer    --EVENT_BATCH, TRACER_STATS-->  processor
   processor --FILE_UPDATES-->               reporter
@@ -17,6 +23,8 @@ Flow:
 from __future__ import annotations
 
 import enum
+import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
@@ -41,10 +49,33 @@ U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
 I64_MAX = 2**63 - 1
 MAX_CAPTURE_FIELDS = 64
+# Every seq, seq range bound and counter on the wire fits a signed 64-bit integer, so
+# sums a receiver makes of them stay encodable (msgpack ints stop at 2**64 - 1).
+SEQ_MAX = I64_MAX
+COUNT_MAX = I64_MAX
+# Timestamps (sent_at, started_at, first_seen, last_seen), in Unix seconds: not before
+# 2000-01-01T00:00:00Z, and at most a day ahead of the receiver's clock (clock skew
+# between hosts is seconds; a day is room for a badly set one, not for year 11476).
+TIME_MIN = 946684800.0
+TIME_MAX_AHEAD = 86400.0
+# One sender's seq jumping further than this (either way) is no count of lost messages:
+# a tracer sends a few hundred messages a second at most, so 2**24 in a row is most of a
+# day lost while the receiver kept hearing that sender. It restarted its numbering or
+# sent a corrupt seq: a receiver counts nothing and starts again from it (`seq_gap()`).
+MAX_SEQ_GAP = 2**24
 
 
 class ProtocolError(ValueError):
     """A message that is not a valid Snoop message; it names what is wrong."""
+
+    @property
+    def reason(self) -> str:
+        """What is wrong without the values: `events[].path`, `sent_at`, `not valid msgpack`.
+
+        Few distinct reasons exist, so logs can be rate-limited per reason.
+        """
+        text = str(self).split(": ", 1)[0]
+        return re.sub(r"\d+", "N", re.sub(r"\[[^\]]*\]|'[^']*'", "[]", text))[:80]
 
 
 class MessageType(enum.StrEnum):
@@ -219,6 +250,19 @@ def kinds_from_mask(mask: int) -> list[AccessKind]:
     return [kind for kind in AccessKind if mask & (1 << int(kind))]
 
 
+def seq_gap(last: int, seq: int) -> int | None:
+    """Messages missing between one sender's `last` seq and the `seq` just received.
+
+    0 for the next one, a repeat or a late one. None for a jump of more than MAX_SEQ_GAP
+    either way, which no loss explains: the sender restarted its numbering or sent a
+    corrupt seq. Count nothing for it and take `seq` as the new baseline.
+    """
+    gap = seq - last - 1
+    if gap > MAX_SEQ_GAP or last - seq > MAX_SEQ_GAP:
+        return None
+    return max(gap, 0)
+
+
 def _workload_out(w: Workload) -> list:
     return [w.key, w.cgroup_path, w.container_id]
 
@@ -288,7 +332,11 @@ def encode(message: Message) -> bytes:
         "seq": message.header.seq,
         "body": _body(message),
     }
-    return msgpack.packb(envelope, use_bin_type=True)
+    try:
+        return msgpack.packb(envelope, use_bin_type=True)
+    except OverflowError:
+        raise ProtocolError(f"{envelope['type']}: an integer does not fit msgpack; seqs and "
+                            f"counters must stay within [0, {COUNT_MAX}]") from None
 
 
 # ---------------------------------------------------------------- decoding
@@ -310,6 +358,23 @@ def _want_float(value: Any, name: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise ProtocolError(f"{name}: expected a finite number")
     return value
+
+
+def _want_count(value: Any, name: str) -> int:
+    return _want_int(value, name, 0, COUNT_MAX)
+
+
+def _want_seq(value: Any, name: str) -> int:
+    return _want_int(value, name, 0, SEQ_MAX)
+
+
+def _want_time(value: Any, name: str, latest: float) -> float:
+    """A timestamp in [TIME_MIN, latest]; `latest` is the receiver's now + TIME_MAX_AHEAD."""
+    when = _want_float(value, name)
+    if not TIME_MIN <= when <= latest:
+        raise ProtocolError(f"{name}: timestamp {when!r} is outside [{TIME_MIN:.0f}, "
+                            f"{latest:.0f}] (2000-01-01 to a day after this receiver's now)")
+    return when
 
 
 def _want_bool(value: Any, name: str) -> bool:
@@ -387,12 +452,12 @@ def _want_capture(value: Any, name: str) -> CaptureCounts:
     """Counters this receiver does not know are ignored; missing ones are 0."""
     raw = _want_map(value, name, MAX_CAPTURE_FIELDS)
     return CaptureCounts(**{
-        f.name: _want_int(raw.get(f.name, 0), f"{name}.{f.name}", 0, I64_MAX)
+        f.name: _want_count(raw.get(f.name, 0), f"{name}.{f.name}")
         for f in fields(CaptureCounts)
     })
 
 
-def _decode_event_batch(header: Header, body: dict) -> EventBatch:
+def _decode_event_batch(header: Header, body: dict, latest: float) -> EventBatch:
     raw_events = _want_list(_field(body, "events", "event_batch"), "events", MAX_BATCH_EVENTS)
     events = []
     for i, raw in enumerate(raw_events):
@@ -429,17 +494,17 @@ def _decode_event_batch(header: Header, body: dict) -> EventBatch:
         header=header,
         events=tuple(events),
         workloads=workloads,
-        sent_at=_want_float(_field(body, "sent_at", "event_batch"), "sent_at"),
+        sent_at=_want_time(_field(body, "sent_at", "event_batch"), "sent_at", latest),
         resend=_want_bool(_field(body, "resend", "event_batch"), "resend"),
         coverage=coverage,
     )
 
 
-def _decode_stats(value: Any, name: str) -> TracerStats:
+def _decode_stats(value: Any, name: str, latest: float) -> TracerStats:
     body = _want_map(value, name)
     raw_counts = _want_map(_field(body, "events_by_syscall", name), f"{name}.events_by_syscall")
     counts = {
-        _want_str(k, f"{name}.events_by_syscall key", 64): _want_int(
+        _want_str(k, f"{name}.events_by_syscall key", 64): _want_count(
             v, f"{name}.events_by_syscall[{k}]"
         )
         for k, v in raw_counts.items()
@@ -447,37 +512,53 @@ def _decode_stats(value: Any, name: str) -> TracerStats:
     attached = _want_list(_field(body, "attached", name), f"{name}.attached", MAX_MAP_ENTRIES)
     sender = _want_str(_field(body, "sender", name), f"{name}.sender", MAX_SENDER_LEN)
     return TracerStats(
-        header=Header(sender=sender, seq=_want_int(_field(body, "seq", name), f"{name}.seq")),
-        started_at=_want_float(_field(body, "started_at", name), f"{name}.started_at"),
-        kernel_dropped=_want_int(_field(body, "kernel_dropped", name), f"{name}.kernel_dropped"),
-        read_failures=_want_int(_field(body, "read_failures", name), f"{name}.read_failures"),
-        unresolved=_want_int(_field(body, "unresolved", name), f"{name}.unresolved"),
+        header=Header(sender=sender, seq=_want_seq(_field(body, "seq", name), f"{name}.seq")),
+        started_at=_want_time(_field(body, "started_at", name), f"{name}.started_at", latest),
+        kernel_dropped=_want_count(_field(body, "kernel_dropped", name),
+                                   f"{name}.kernel_dropped"),
+        read_failures=_want_count(_field(body, "read_failures", name), f"{name}.read_failures"),
+        unresolved=_want_count(_field(body, "unresolved", name), f"{name}.unresolved"),
         events_by_syscall=counts,
         attached=tuple(_want_str(a, f"{name}.attached[]", 64) for a in attached),
-        pending_dropped=_want_int(
+        pending_dropped=_want_count(
             _field(body, "pending_dropped", name), f"{name}.pending_dropped"
         ),
     )
 
 
-def _decode_tracer_stats(header: Header, body: dict) -> TracerStats:
-    stats = _decode_stats({**body, "sender": header.sender, "seq": header.seq}, "tracer_stats")
-    return stats
+def _decode_tracer_stats(header: Header, body: dict, latest: float) -> TracerStats:
+    return _decode_stats({**body, "sender": header.sender, "seq": header.seq}, "tracer_stats",
+                         latest)
 
 
 def _decode_ranges(value: Any, name: str) -> tuple[tuple[int, int], ...]:
     ranges = []
     for i, raw in enumerate(_want_list(value, name, MAX_RANGES)):
         lo, hi = _want_list(raw, f"{name}[{i}]", 2, exact=2)
-        lo = _want_int(lo, f"{name}[{i}][0]")
-        hi = _want_int(hi, f"{name}[{i}][1]")
+        lo = _want_seq(lo, f"{name}[{i}][0]")
+        hi = _want_seq(hi, f"{name}[{i}][1]")
         if lo > hi:
             raise ProtocolError(f"{name}[{i}]: range start {lo} is after its end {hi}")
         ranges.append((lo, hi))
     return tuple(ranges)
 
 
-def _decode_file_updates(header: Header, body: dict) -> FileUpdates:
+def _decode_file_seen(value: Any, name: str, latest: float) -> FileSeen:
+    path, kinds, first, last = _want_list(value, name, 4, exact=4)
+    first_seen = _want_time(first, f"{name}.first_seen", latest)
+    last_seen = _want_time(last, f"{name}.last_seen", latest)
+    if first_seen > last_seen:
+        raise ProtocolError(f"{name}.first_seen: {first_seen!r} is after last_seen "
+                            f"{last_seen!r}")
+    return FileSeen(
+        path=_want_path(path, f"{name}.path"),
+        kinds=_want_int(kinds, f"{name}.kinds", 0, U32_MAX),
+        first_seen=first_seen,
+        last_seen=last_seen,
+    )
+
+
+def _decode_file_updates(header: Header, body: dict, latest: float) -> FileUpdates:
     raw_updates = _want_list(_field(body, "updates", "file_updates"), "updates", MAX_MAP_ENTRIES)
     updates = []
     total_files = 0
@@ -488,24 +569,15 @@ def _decode_file_updates(header: Header, body: dict) -> FileUpdates:
         total_files += len(raw_files)
         if total_files > MAX_FILES_PER_UPDATE:
             raise ProtocolError(f"updates: more than {MAX_FILES_PER_UPDATE} files in one message")
-        files = []
-        for j, raw_file in enumerate(raw_files):
-            fname = f"{name}.files[{j}]"
-            path, kinds, first, last = _want_list(raw_file, fname, 4, exact=4)
-            files.append(
-                FileSeen(
-                    path=_want_path(path, f"{fname}.path"),
-                    kinds=_want_int(kinds, f"{fname}.kinds", 0, U32_MAX),
-                    first_seen=_want_float(first, f"{fname}.first_seen"),
-                    last_seen=_want_float(last, f"{fname}.last_seen"),
-                )
-            )
+        files = tuple(_decode_file_seen(raw_file, f"{name}.files[{j}]", latest)
+                      for j, raw_file in enumerate(raw_files))
         updates.append(
             WorkloadUpdate(
                 workload=_want_workload(_field(item, "workload", name), f"{name}.workload"),
-                files=tuple(files),
-                total_events=_want_int(_field(item, "total_events", name), f"{name}.total_events"),
-                unresolved=_want_int(_field(item, "unresolved", name), f"{name}.unresolved"),
+                files=files,
+                total_events=_want_count(_field(item, "total_events", name),
+                                         f"{name}.total_events"),
+                unresolved=_want_count(_field(item, "unresolved", name), f"{name}.unresolved"),
                 capture=_want_capture(item.get("capture", {}), f"{name}.capture"),
             )
         )
@@ -521,15 +593,16 @@ def _decode_file_updates(header: Header, body: dict) -> FileUpdates:
         header=header,
         updates=tuple(updates),
         covers=covers,
-        tracer_stats=tuple(_decode_stats(s, f"tracer_stats[{i}]") for i, s in enumerate(raw_stats)),
-        gaps=_want_int(_field(body, "gaps", "file_updates"), "gaps"),
-        invalid_messages=_want_int(
+        tracer_stats=tuple(_decode_stats(s, f"tracer_stats[{i}]", latest)
+                           for i, s in enumerate(raw_stats)),
+        gaps=_want_count(_field(body, "gaps", "file_updates"), "gaps"),
+        invalid_messages=_want_count(
             _field(body, "invalid_messages", "file_updates"), "invalid_messages"
         ),
     )
 
 
-def _decode_checkpoint(header: Header, body: dict) -> Checkpoint:
+def _decode_checkpoint(header: Header, body: dict, latest: float) -> Checkpoint:
     raw = _want_map(_field(body, "persisted", "checkpoint"), "persisted")
     return Checkpoint(
         header=header,
@@ -540,7 +613,7 @@ def _decode_checkpoint(header: Header, body: dict) -> Checkpoint:
     )
 
 
-_DECODERS: dict[MessageType, Callable[[Header, dict], Message]] = {
+_DECODERS: dict[MessageType, Callable[[Header, dict, float], Message]] = {
     MessageType.EVENT_BATCH: _decode_event_batch,
     MessageType.TRACER_STATS: _decode_tracer_stats,
     MessageType.FILE_UPDATES: _decode_file_updates,
@@ -548,8 +621,14 @@ _DECODERS: dict[MessageType, Callable[[Header, dict], Message]] = {
 }
 
 
-def decode(data: bytes, allowed: frozenset[MessageType] | None = None) -> Message:
-    """Decode and validate one message; `allowed` limits the types this receiver takes."""
+def decode(data: bytes, allowed: frozenset[MessageType] | None = None, *,
+           now: float | None = None) -> Message:
+    """Decode and validate one message; `allowed` limits the types this receiver takes.
+
+    `now` is the receiver's clock (Unix seconds; time.time() when None): timestamps more
+    than TIME_MAX_AHEAD after it are refused.
+    """
+    latest = (time.time() if now is None else now) + TIME_MAX_AHEAD
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError(f"expected bytes, got {type(data).__name__}")
     if len(data) > MAX_MESSAGE_BYTES:
@@ -581,10 +660,10 @@ def decode(data: bytes, allowed: frozenset[MessageType] | None = None) -> Messag
     sender = _want_str(_field(envelope, "sender", "message"), "sender", MAX_SENDER_LEN)
     if not sender:
         raise ProtocolError("sender: empty sender identity")
-    header = Header(sender=sender, seq=_want_int(_field(envelope, "seq", "message"), "seq"))
+    header = Header(sender=sender, seq=_want_seq(_field(envelope, "seq", "message"), "seq"))
     body = _want_map(_field(envelope, "body", "message"), "body", 64)
     try:
-        return _DECODERS[message_type](header, body)
+        return _DECODERS[message_type](header, body, latest)
     except ProtocolError:
         raise
     except (TypeError, ValueError, KeyError) as exc:

@@ -4,6 +4,8 @@ ProtocolError and nothing else."""
 from __future__ import annotations
 
 import contextlib
+import re
+import time
 
 import msgpack
 import pytest
@@ -11,6 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snoop.common import protocol as p
+
+NOW = 1_800_000_000.0  # the receiver's clock in these tests (2027-01-15)
+T = NOW - 60.0  # a time a minute before it
+
+
+def decode(data, allowed=None) -> p.Message:
+    return p.decode(data, allowed, now=NOW)
 
 
 def sample_messages() -> list[p.Message]:
@@ -21,19 +30,19 @@ def sample_messages() -> list[p.Message]:
                 resolved=False),
     )
     workloads = {2**63 + 5: p.Workload("abc", "/docker/abc", "abc"), 3: p.Workload("/")}
-    stats = p.TracerStats(header=p.Header("tracer/host/1/2", 8), started_at=1.5,
+    stats = p.TracerStats(header=p.Header("tracer/host/1/2", 8), started_at=T - 3600,
                           kernel_dropped=3, read_failures=1, unresolved=2,
                           events_by_syscall={"openat": 10}, attached=("openat", "execve"),
                           pending_dropped=4)
     return [
-        p.EventBatch(header, events, workloads, sent_at=12.25, resend=True,
+        p.EventBatch(header, events, workloads, sent_at=T + 0.25, resend=True,
                      coverage={3: p.CaptureCounts(paths_too_long=1, uncertain_paths=2,
                                                   io_uring_ops=p.I64_MAX)}),
         stats,
         p.FileUpdates(
             header=p.Header("processor/host", 1),
             updates=(p.WorkloadUpdate(p.Workload("abc", "/docker/abc", "abc"),
-                                      (p.FileSeen(b"/bin/\xff", 0b110, 1.0, 2.0),),
+                                      (p.FileSeen(b"/bin/\xff", 0b110, T, T + 1),),
                                       total_events=5, unresolved=1,
                                       capture=p.CaptureCounts(io_uring_ops=4)),),
             covers={"tracer/host/1/2": ((1, 7), (9, 9))},
@@ -44,62 +53,62 @@ def sample_messages() -> list[p.Message]:
 
 @pytest.mark.parametrize("message", sample_messages(), ids=lambda m: type(m).__name__)
 def test_every_message_type_round_trips(message):
-    assert p.decode(p.encode(message)) == message
+    assert decode(p.encode(message)) == message
 
 
 def test_non_utf8_path_survives_unchanged():
     path = b"/srv/caf\xe9/\x80\xfe\xff.bin"
     batch = p.EventBatch(p.Header("t", 1), (p.Event(1, 1, 1, p.AccessKind.READ, path),),
-                         {1: p.Workload("w")}, sent_at=0.0)
-    assert p.decode(p.encode(batch)).events[0].path == path
+                         {1: p.Workload("w")}, sent_at=T)
+    assert decode(p.encode(batch)).events[0].path == path
 
 
 def test_a_resolved_path_longer_than_path_max_is_accepted_up_to_max_path_bytes():
     path = b"/" + b"a" * (p.MAX_PATH_BYTES - 1)
     batch = p.EventBatch(p.Header("t", 1), (p.Event(1, 1, 1, p.AccessKind.STAT, path),),
-                         {1: p.Workload("w")}, sent_at=0.0)
-    assert p.decode(p.encode(batch)).events[0].path == path
+                         {1: p.Workload("w")}, sent_at=T)
+    assert decode(p.encode(batch)).events[0].path == path
 
 
 def test_a_path_over_max_path_bytes_names_the_field_and_the_bound():
     path = b"/" + b"a" * p.MAX_PATH_BYTES
     batch = p.EventBatch(p.Header("t", 1), (p.Event(1, 1, 1, p.AccessKind.STAT, path),),
-                         {1: p.Workload("w")}, sent_at=0.0)
+                         {1: p.Workload("w")}, sent_at=T)
     with pytest.raises(p.ProtocolError, match=r"events\[0\]\.path: 32769 bytes, more than "
                                               r"MAX_PATH_BYTES \(32768\)"):
-        p.decode(p.encode(batch))
+        decode(p.encode(batch))
     update = p.FileUpdates(p.Header("proc", 1), (p.WorkloadUpdate(
-        p.Workload("w"), (p.FileSeen(path, 2, 1.0, 1.0),)),), covers={})
+        p.Workload("w"), (p.FileSeen(path, 2, T, T),)),), covers={})
     with pytest.raises(p.ProtocolError, match=r"updates\[0\]\.files\[0\]\.path: .*"
                                               r"MAX_PATH_BYTES"):
-        p.decode(p.encode(update))
+        decode(p.encode(update))
 
 
 def test_the_largest_valid_batch_fits_the_wire_limit():
     path = b"/" + b"a" * (p.MAX_PATH_BYTES - 1)
     events = tuple(p.Event(2**64 - 1, p.U32_MAX, p.U32_MAX, p.AccessKind.MKNOD, path, False)
                    for _ in range(p.MAX_BATCH_EVENTS))
-    batch = p.EventBatch(p.Header("t" * p.MAX_SENDER_LEN, p.U64_MAX), events,
-                         {2**64 - 1: p.Workload("w")}, sent_at=1e300)
+    batch = p.EventBatch(p.Header("t" * p.MAX_SENDER_LEN, p.SEQ_MAX), events,
+                         {2**64 - 1: p.Workload("w")}, sent_at=NOW + p.TIME_MAX_AHEAD)
     data = p.encode(batch)
     assert len(data) <= p.MAX_MESSAGE_BYTES
-    assert len(p.decode(data).events) == p.MAX_BATCH_EVENTS
+    assert len(decode(data).events) == p.MAX_BATCH_EVENTS
 
 
 def test_messages_from_senders_without_capture_counts_still_decode():
     batch, _, updates, _ = sample_messages()
     raw_batch = msgpack.unpackb(p.encode(batch), raw=False, strict_map_key=False)
     del raw_batch["body"]["coverage"]
-    assert p.decode(msgpack.packb(raw_batch, use_bin_type=True)).coverage == {}
+    assert decode(msgpack.packb(raw_batch, use_bin_type=True)).coverage == {}
     raw_updates = msgpack.unpackb(p.encode(updates), raw=False, strict_map_key=False)
     del raw_updates["body"]["updates"][0]["capture"]
-    decoded = p.decode(msgpack.packb(raw_updates, use_bin_type=True))
+    decoded = decode(msgpack.packb(raw_updates, use_bin_type=True))
     assert decoded.updates[0].capture == p.CaptureCounts()
 
 
 def test_capture_counters_a_receiver_does_not_know_are_ignored_missing_ones_are_zero():
     raw = body_with(coverage={3: {"io_uring_ops": 2, "from_the_future": 9}})
-    decoded = p.decode(msgpack.packb(raw, use_bin_type=True))
+    decoded = decode(msgpack.packb(raw, use_bin_type=True))
     assert decoded.coverage == {3: p.CaptureCounts(io_uring_ops=2)}
 
 
@@ -153,32 +162,32 @@ MALFORMED = {
 @pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_messages_raise_protocol_error(raw):
     with pytest.raises(p.ProtocolError):
-        p.decode(msgpack.packb(raw, use_bin_type=True))
+        decode(msgpack.packb(raw, use_bin_type=True))
 
 
 def test_truncated_bytes_raise_protocol_error():
     data = p.encode(sample_messages()[0])
     for cut in (1, len(data) // 2, len(data) - 1):
         with pytest.raises(p.ProtocolError):
-            p.decode(data[:cut])
+            decode(data[:cut])
 
 
 def test_oversize_message_is_refused_before_parsing():
     with pytest.raises(p.ProtocolError, match="more than"):
-        p.decode(b"\x00" * (p.MAX_MESSAGE_BYTES + 1))
+        decode(b"\x00" * (p.MAX_MESSAGE_BYTES + 1))
 
 
 def test_type_not_accepted_here_is_refused():
     data = p.encode(sample_messages()[3])
     with pytest.raises(p.ProtocolError, match="not accepted"):
-        p.decode(data, frozenset({p.MessageType.EVENT_BATCH}))
+        decode(data, frozenset({p.MessageType.EVENT_BATCH}))
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=512))
 def test_random_bytes_raise_only_protocol_error(data):
     with contextlib.suppress(p.ProtocolError):
-        p.decode(data)
+        decode(data)
 
 
 msgpack_values = st.recursive(
@@ -197,7 +206,7 @@ def test_random_capture_fields_raise_only_protocol_error(value):
     updates["body"]["updates"][0]["capture"] = value
     for raw in (body_with(coverage=value), body_with(coverage={3: value}), updates):
         with contextlib.suppress(p.ProtocolError):
-            p.decode(msgpack.packb(raw, use_bin_type=True))
+            decode(msgpack.packb(raw, use_bin_type=True))
 
 
 @settings(max_examples=400, deadline=None)
@@ -206,7 +215,7 @@ def test_random_msgpack_values_raise_only_protocol_error(value, message_type):
     for raw in (value, {"v": 1, "type": message_type.value, "sender": "s", "seq": 1,
                         "body": value}):
         with contextlib.suppress(p.ProtocolError):
-            p.decode(msgpack.packb(raw, use_bin_type=True))
+            decode(msgpack.packb(raw, use_bin_type=True))
 
 
 counts = st.integers(0, p.I64_MAX)
@@ -225,8 +234,8 @@ def event_batches(draw) -> p.EventBatch:
         p.Event, st.sampled_from(ids), st.integers(0, p.U32_MAX), st.integers(0, p.U32_MAX),
         st.sampled_from(list(p.AccessKind)), paths, st.booleans()), max_size=8))
     coverage = draw(st.dictionaries(st.sampled_from(ids), capture_counts, max_size=len(ids)))
-    return p.EventBatch(p.Header("t", draw(st.integers(0, p.U64_MAX))), tuple(events),
-                        cgroups, sent_at=draw(st.floats(allow_nan=False, allow_infinity=False)),
+    return p.EventBatch(p.Header("t", draw(st.integers(0, p.SEQ_MAX))), tuple(events),
+                        cgroups, sent_at=draw(st.floats(p.TIME_MIN, NOW + p.TIME_MAX_AHEAD)),
                         resend=draw(st.booleans()), coverage=coverage)
 
 
@@ -235,9 +244,9 @@ file_updates = st.builds(
     header=st.just(p.Header("proc", 1)),
     updates=st.lists(st.builds(
         p.WorkloadUpdate, workloads,
-        st.lists(st.builds(p.FileSeen, paths, st.integers(0, p.U32_MAX), st.just(1.0),
-                           st.just(2.0)), max_size=4).map(tuple),
-        total_events=st.integers(0, p.U64_MAX), unresolved=st.integers(0, p.U64_MAX),
+        st.lists(st.builds(p.FileSeen, paths, st.integers(0, p.U32_MAX), st.just(T),
+                           st.just(T + 1)), max_size=4).map(tuple),
+        total_events=counts, unresolved=counts,
         capture=capture_counts), max_size=4).map(tuple),
     covers=st.just({}),
 )
@@ -246,4 +255,122 @@ file_updates = st.builds(
 @settings(max_examples=200, deadline=None)
 @given(event_batches() | file_updates)
 def test_generated_messages_with_capture_counts_round_trip(message):
-    assert p.decode(p.encode(message)) == message
+    assert decode(p.encode(message)) == message
+
+
+# ---------------------------------------------------------------- ranges, not only types
+# Values that pass a type check but crash or poison a receiver (issue 9, item 4).
+
+
+def raw_of(message: p.Message) -> dict:
+    return msgpack.unpackb(p.encode(message), raw=False, strict_map_key=False)
+
+
+def packed(raw: dict) -> bytes:
+    return msgpack.packb(raw, use_bin_type=True)
+
+
+def stats_body(**overrides) -> dict:
+    raw = raw_of(sample_messages()[1])
+    raw["body"].update(overrides)
+    return raw
+
+
+def updates_with(**overrides) -> dict:
+    raw = raw_of(sample_messages()[2])
+    raw["body"].update(overrides)
+    return raw
+
+
+def forwarded_stats(**overrides) -> dict:
+    raw = raw_of(sample_messages()[2])
+    raw["body"]["tracer_stats"][0].update(overrides)
+    return raw
+
+
+def file_with(first, last) -> dict:
+    raw = raw_of(sample_messages()[2])
+    raw["body"]["updates"][0]["files"][0][2:4] = [first, last]
+    return raw
+
+
+OUT_OF_RANGE = {
+    # 1e17 overflowed the reporter's iso_time; 3e11 wrote the year 11476.
+    "sent_at 1e17": (body_with(sent_at=1e17), "sent_at: timestamp"),
+    "sent_at 3e11": (body_with(sent_at=3e11), "sent_at: timestamp"),
+    "sent_at before 2000": (body_with(sent_at=p.TIME_MIN - 1), "sent_at: timestamp"),
+    "sent_at 1970": (body_with(sent_at=0.0), "sent_at: timestamp"),
+    "sent_at over a day ahead": (body_with(sent_at=NOW + p.TIME_MAX_AHEAD + 1),
+                                 "sent_at: timestamp"),
+    "started_at 3e11": (stats_body(started_at=3e11), "tracer_stats.started_at"),
+    "started_at negative": (stats_body(started_at=-1.0), "tracer_stats.started_at"),
+    "first_seen 1e17": (file_with(1e17, 1e17), "files[0].first_seen"),
+    "last_seen 3e11": (file_with(T, 3e11), "files[0].last_seen"),
+    "first_seen after last_seen": (file_with(T + 5, T), "is after last_seen"),
+    "seq 2**64-1": (envelope(seq=p.U64_MAX), "seq: "),
+    "seq 2**63": (envelope(seq=2**63), "seq: "),
+    "forwarded stats seq 2**64-1": (forwarded_stats(seq=p.U64_MAX), "tracer_stats[0].seq"),
+    "forwarded started_at 1e17": (forwarded_stats(started_at=1e17),
+                                  "tracer_stats[0].started_at"),
+    "covers range end over int64": (updates_with(covers={"t": [[1, 2**63]]}), "covers[t][0][1]"),
+    "kernel_dropped over int64": (stats_body(kernel_dropped=2**63), "kernel_dropped"),
+    "syscall count over int64": (stats_body(events_by_syscall={"openat": 2**64 - 1}),
+                                 "events_by_syscall"),
+    "gaps over int64": (updates_with(gaps=2**64 - 1), "gaps: "),
+    "invalid_messages over int64": (updates_with(invalid_messages=2**63), "invalid_messages"),
+}
+
+
+@pytest.mark.parametrize("raw, field", OUT_OF_RANGE.values(), ids=OUT_OF_RANGE.keys())
+def test_values_out_of_range_are_refused_naming_the_field(raw, field):
+    with pytest.raises(p.ProtocolError, match=re.escape(field)):
+        decode(packed(raw))
+
+
+def test_the_bounds_themselves_are_accepted():
+    assert decode(packed(envelope(seq=p.SEQ_MAX))).header.seq == p.SEQ_MAX
+    for when in (p.TIME_MIN, NOW + p.TIME_MAX_AHEAD):
+        assert decode(packed(body_with(sent_at=when))).sent_at == when
+    counts = decode(packed(stats_body(kernel_dropped=p.COUNT_MAX, pending_dropped=p.COUNT_MAX)))
+    assert counts.kernel_dropped == counts.pending_dropped == p.COUNT_MAX
+    assert decode(packed(updates_with(gaps=p.COUNT_MAX, covers={"t": [[0, p.SEQ_MAX]]}))).gaps \
+        == p.COUNT_MAX
+    assert decode(packed(file_with(T, T))).updates[0].files[0].first_seen == T
+
+
+def test_the_time_window_follows_the_receivers_clock():
+    data = p.encode(sample_messages()[0])
+    with pytest.raises(p.ProtocolError, match="sent_at"):
+        p.decode(data, now=T - p.TIME_MAX_AHEAD - 1)  # the batch is too far in its future
+    assert p.decode(data, now=T - p.TIME_MAX_AHEAD + 1).sent_at == T + 0.25
+    fresh = p.EventBatch(p.Header("t", 1), (), {}, sent_at=time.time())
+    assert p.decode(p.encode(fresh)) == fresh  # now defaults to time.time()
+
+
+def test_unencodable_integers_raise_protocol_error_not_overflow_error():
+    # Two tracers each jumping from seq 1 to 2**64-1 once summed to gaps msgpack cannot hold.
+    updates = p.FileUpdates(p.Header("proc", 1), (), covers={}, gaps=2 * (p.U64_MAX - 2))
+    with pytest.raises(p.ProtocolError, match=r"file_updates: .*within \[0, "):
+        p.encode(updates)
+
+
+def test_seq_gap_counts_lost_messages_and_refuses_impossible_jumps():
+    assert p.seq_gap(5, 6) == 0
+    assert p.seq_gap(5, 5) == 0 and p.seq_gap(5, 2) == 0  # repeats and late arrivals
+    assert p.seq_gap(5, 9) == 3
+    assert p.seq_gap(0, p.MAX_SEQ_GAP + 1) == p.MAX_SEQ_GAP
+    assert p.seq_gap(0, p.MAX_SEQ_GAP + 2) is None
+    assert p.seq_gap(1, p.SEQ_MAX) is None  # one absurd message is no 9.2e18 lost ones
+    assert p.seq_gap(p.SEQ_MAX, 2) is None  # and the next sane one starts afresh
+    assert p.seq_gap(p.MAX_SEQ_GAP + 5, 5) == 0
+
+
+@pytest.mark.parametrize("message, reason", [
+    ("events[12].path: empty path", "events[].path"),
+    ("covers[tracer:1]: range start 5 is after its end 4", "covers[]"),
+    ("not valid msgpack: ExtraData: unpack(b) received extra data.", "not valid msgpack"),
+    ("message of 123456 bytes, more than 99", "message of N bytes, more than N"),
+    ("unknown message type 'x'", "unknown message type []"),
+])
+def test_protocol_error_reason_leaves_out_the_values(message, reason):
+    assert p.ProtocolError(message).reason == reason
