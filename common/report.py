@@ -8,6 +8,12 @@ Shared by the reporter (which builds and persists reports) and by `snoop report`
 Paths are bytes. In JSON a path that is not valid UTF-8 is written with PEP 383
 "surrogateescape": each undecodable byte 0xHH becomes the code point U+DCHH, which JSON
 writes as the escape "\\udcHH". `path_from_json(path_to_json(p)) == p` for every path.
+
+Never lose history: writing clamps any timestamp to what the format can hold (years
+1970-9999), counters saturate at int64, and loading keeps every path it can read. A
+field or entry it cannot parse (a time, a kind, a counter) falls back to a safe value
+and is noted in `Report.recovery`; only a file that is no report at all is a
+ReportError.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -22,9 +29,11 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from snoop.common.protocol import ACCESS_KIND_NAMES, AccessKind, CaptureCounts
+from snoop.common.protocol import ACCESS_KIND_NAMES, COUNT_MAX, AccessKind, CaptureCounts
 
 REPORT_SCHEMA = 1
+# The latest time an ISO 8601 report timestamp (four-digit year) can hold.
+REPORT_TIME_MAX = 253402300799.999  # 9999-12-31T23:59:59.999Z
 _KIND_BY_NAME = {name: kind for kind, name in ACCESS_KIND_NAMES.items()}
 
 
@@ -41,7 +50,13 @@ def path_from_json(text: str) -> bytes:
 
 
 def iso_time(timestamp: float) -> str:
-    """UTC, millisecond precision: 2026-11-22T01:02:03.456Z."""
+    """UTC, millisecond precision: 2026-11-22T01:02:03.456Z.
+
+    Never raises: a time outside 1970..9999 (or NaN) is clamped into it, so whatever
+    is written loads again. Receivers refuse such times at the edge (protocol.decode).
+    """
+    if not 0.0 <= timestamp <= REPORT_TIME_MAX:  # also False for NaN
+        timestamp = REPORT_TIME_MAX if timestamp > 0 else 0.0
     millis = int(round(timestamp * 1000))
     seconds, millis = divmod(millis, 1000)
     return f"{_utc_second(seconds)}.{millis:03d}Z"
@@ -55,6 +70,11 @@ def _utc_second(seconds: int) -> str:
 
 def parse_iso_time(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def add_counts(a: int, b: int) -> int:
+    """a + b, saturating at COUNT_MAX: a report counter stays within int64."""
+    return min(a + b, COUNT_MAX)
 
 
 @dataclass
@@ -90,11 +110,11 @@ class Coverage:
 
     def add(self, other: Coverage) -> None:
         for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            setattr(self, name, add_counts(getattr(self, name), getattr(other, name)))
 
     def add_capture(self, capture: CaptureCounts) -> None:
         for f in fields(capture):
-            setattr(self, f.name, getattr(self, f.name) + getattr(capture, f.name))
+            setattr(self, f.name, add_counts(getattr(self, f.name), getattr(capture, f.name)))
 
     def warnings(self) -> list[str]:
         """One line per counter whose cause the user should hear about in plain words."""
@@ -104,6 +124,16 @@ class Coverage:
                          "requests), whose paths Snoop cannot see: the file list may be "
                          "incomplete")
         return lines
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What loading a report could not read as written; everything else was kept."""
+
+    problems: int  # fields and entries that fell back to a default or were skipped
+    lost_paths: int  # entries of `files` that were no path at all, so are not kept
+    first: str  # the first problem, for a log line
+    path: str = ""  # the file read (set by load_report)
 
 
 @dataclass
@@ -121,6 +151,8 @@ class Report:
     files: dict[bytes, FileDetail] = field(default_factory=dict)
     total_events: int = 0
     coverage: Coverage = field(default_factory=Coverage)
+    # Set by from_json when parts of the file could not be read (not written to JSON).
+    recovery: Recovery | None = field(default=None, compare=False, repr=False)
 
     @property
     def dropped_events(self) -> int:
@@ -138,7 +170,7 @@ class Report:
         """Set union of files; counters add up; identity fields fill in where empty."""
         for path, detail in other.files.items():
             self.add_file(path, detail.kinds, detail.first_seen, detail.last_seen)
-        self.total_events += other.total_events
+        self.total_events = add_counts(self.total_events, other.total_events)
         self.coverage.add(other.coverage)
         for name in ("workload", "container_id", "cgroup_path", "image_ref", "image_digest",
                      "pod_name", "namespace"):
@@ -211,51 +243,75 @@ class Report:
 
     @classmethod
     def from_json(cls, data: Any) -> Report:
-        try:
-            return cls._from_json(data)
-        except ReportError:
-            raise
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise ReportError(f"malformed report: {exc.__class__.__name__}: {exc}") from None
-
-    @classmethod
-    def _from_json(cls, data: Any) -> Report:
+        """A report from parsed JSON. ReportError only when `data` is no report at all;
+        unreadable parts are recovered as far as possible and noted in `recovery`."""
         if not isinstance(data, dict) or not isinstance(data.get("files"), list):
             raise ReportError("not a Snoop report: expected an object with a 'files' list")
         if data.get("schema", REPORT_SCHEMA) != REPORT_SCHEMA:
             raise ReportError(f"report schema {data.get('schema')!r}, expected {REPORT_SCHEMA}")
-        details = data.get("file_details") or {}
-        if not isinstance(details, dict):
-            raise ReportError("file_details: expected an object")
-        started = parse_iso_time(data["started_at"]) if data.get("started_at") else 0.0
-        updated = parse_iso_time(data["last_updated_at"]) if data.get("last_updated_at") else 0.0
+        try:
+            return _Reader(data).report()
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ReportError(f"malformed report: {exc.__class__.__name__}: {exc}") from None
+
+
+class _Reader:
+    """Reads one report object, keeping every path it can and noting what it cannot."""
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+        self.problems: list[str] = []
+        self.lost_paths = 0
+
+    def note(self, problem: str) -> None:
+        self.problems.append(problem)
+
+    def time(self, value: Any, name: str, fallback: float) -> float:
+        try:
+            return parse_iso_time(value)
+        except (TypeError, ValueError, AttributeError, OverflowError):
+            self.note(f"{name}: unreadable time {str(value)[:40]!r}")
+            return fallback
+
+    def count(self, value: Any, name: str) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return min(value, COUNT_MAX)
+        self.note(f"{name}: expected a count, got {str(value)[:40]!r}")
+        return 0
+
+    def mapping(self, value: Any, name: str) -> dict:
+        if value is None or isinstance(value, dict):
+            return value or {}
+        self.note(f"{name}: expected an object")
+        return {}
+
+    def report(self) -> Report:
+        data = self.data
+        details = self.mapping(data.get("file_details"), "file_details")
+        started = self.time(data["started_at"], "started_at", 0.0) \
+            if data.get("started_at") else 0.0
+        updated = self.time(data["last_updated_at"], "last_updated_at", started) \
+            if data.get("last_updated_at") else 0.0
         files: dict[bytes, FileDetail] = {}
         for text in data["files"]:
-            if not isinstance(text, str) or not text:
-                raise ReportError(f"files: expected non-empty path strings, got {text!r}")
-            detail = details.get(text) or {}
-            kinds = 0
-            for name in detail.get("kinds", []):
-                if name not in _KIND_BY_NAME:
-                    raise ReportError(f"file_details[{text!r}]: unknown access kind {name!r}")
-                kinds |= 1 << int(_KIND_BY_NAME[name])
-            files[path_from_json(text)] = FileDetail(
-                kinds=kinds,
-                first_seen=parse_iso_time(detail["first_seen"]) if "first_seen" in detail
-                else started,
-                last_seen=parse_iso_time(detail["last_seen"]) if "last_seen" in detail
-                else updated,
-            )
-        raw_coverage = data.get("coverage") or {}
+            try:
+                if not isinstance(text, str) or not text:
+                    raise ValueError("expected a non-empty path string")
+                path = path_from_json(text)
+            except ValueError as exc:  # UnicodeEncodeError: a surrogate no path makes
+                self.lost_paths += 1
+                self.note(f"files: {str(text)[:40]!r}: {exc}")
+                continue
+            files[path] = self.detail(text, details.get(text), started, updated)
+        raw_coverage = self.mapping(data.get("coverage"), "coverage")
         coverage = Coverage(**{
-            name: int(raw_coverage.get(name, 0)) for name in Coverage.__dataclass_fields__
+            name: self.count(raw_coverage.get(name, 0), f"coverage.{name}")
+            for name in Coverage.__dataclass_fields__
         })
         if not raw_coverage and data.get("dropped_events"):
-            coverage.kernel_dropped = int(data["dropped_events"])
-        labels = data.get("labels") or {}
-        if not isinstance(labels, dict):
-            raise ReportError("labels: expected an object")
-        return cls(
+            coverage.kernel_dropped = self.count(data["dropped_events"], "dropped_events")
+        labels = self.mapping(data.get("labels"), "labels")
+        report = Report(
             workload=str(data.get("workload", "")),
             container_id=str(data.get("container_id", "")),
             cgroup_path=str(data.get("cgroup_path", "")),
@@ -267,24 +323,102 @@ class Report:
             started_at=started,
             last_updated_at=updated,
             files=files,
-            total_events=int(data.get("total_events", 0)),
+            total_events=self.count(data.get("total_events", 0), "total_events"),
             coverage=coverage,
         )
+        if self.problems:
+            report.recovery = Recovery(len(self.problems), self.lost_paths, self.problems[0])
+        return report
+
+    def detail(self, text: str, raw: Any, started: float, updated: float) -> FileDetail:
+        """A path is kept even when nothing else about it can be read."""
+        detail = self.mapping(raw, f"file_details[{text!r}]")
+        kinds = 0
+        names = detail.get("kinds", [])
+        for name in names if isinstance(names, list) else [names]:
+            kind = _KIND_BY_NAME.get(name) if isinstance(name, str) else None
+            if kind is None:
+                self.note(f"file_details[{text!r}]: unknown access kind {str(name)[:40]!r}")
+                continue
+            kinds |= 1 << int(kind)
+        first = self.time(detail["first_seen"], f"file_details[{text!r}].first_seen", started) \
+            if "first_seen" in detail else started
+        last = self.time(detail["last_seen"], f"file_details[{text!r}].last_seen", updated) \
+            if "last_seen" in detail else updated
+        return FileDetail(kinds=kinds, first_seen=first, last_seen=max(first, last))
 
 
 def load_report(path: str | os.PathLike) -> Report:
-    """Read a report file; ReportError names the file and the problem."""
+    """Read a report file; ReportError (naming the file) only when it is no report at all.
+
+    Parts it cannot read are recovered as far as possible: see `Report.recovery`. A file
+    that is not JSON any more (damaged on disk) is read line by line, as `dumps()` wrote
+    it, for every entry still whole.
+    """
     try:
         with open(path, "rb") as handle:
-            data = json.loads(handle.read())
+            raw = handle.read()
     except OSError as exc:
         raise ReportError(f"{path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ReportError(f"{path}: not JSON: {exc}") from None
+    salvage: tuple[int, str] | None = None
     try:
-        return Report.from_json(data)
+        data = json.loads(raw)
+    except ValueError as exc:
+        data, bad_lines = _salvage_lines(raw.decode("utf-8", "replace"))
+        if data is None:
+            raise ReportError(f"{path}: not JSON: {exc}") from None
+        salvage = (bad_lines, f"not JSON ({exc}): read line by line")
+    try:
+        report = Report.from_json(data)
     except ReportError as exc:
         raise ReportError(f"{path}: {exc}") from None
+    if salvage is not None:
+        bad_lines, problem = salvage
+        before = report.recovery or Recovery(0, 0, problem)
+        report.recovery = Recovery(before.problems + 1 + bad_lines, before.lost_paths, problem)
+    if report.recovery is not None:
+        report.recovery = replace(report.recovery, path=os.fspath(path))
+    return report
+
+
+def _salvage_lines(text: str) -> tuple[dict | None, int]:
+    """The entries of a damaged `dumps()` text that still parse, and how many lines did not.
+
+    `dumps()` puts each top-level field on a line of its own (` "key": value`), and each
+    path of `files` and each entry of `file_details` on one line inside them.
+    """
+    data: dict[str, Any] = {}
+    bad = 0
+    section: str | None = None
+    for line in text.splitlines():
+        stripped = line.strip().rstrip(",")
+        if not stripped or stripped in ("{", "}"):
+            continue
+        try:
+            if section is not None and line.startswith("  "):
+                if section == "files":
+                    data["files"].append(json.loads(stripped))
+                else:
+                    entry = json.loads("{" + stripped + "}")
+                    data["file_details"].update(entry)
+                continue
+            if stripped in ("]", "}") or line.startswith(" ]") or line.startswith(" }"):
+                section = None
+                continue
+            entry = json.loads("{" + stripped.removesuffix("[").removesuffix("{") + "null}") \
+                if stripped.endswith(("[", "{")) else json.loads("{" + stripped + "}")
+        except ValueError:
+            bad += 1
+            continue
+        for key, value in entry.items():
+            if key in ("files", "file_details") and value is None:
+                section = key
+                data[key] = [] if key == "files" else {}
+            else:
+                data[key] = value
+    if not data.get("files"):
+        return None, bad
+    return data, bad
 
 
 def write_atomically(path: str | os.PathLike, text: str) -> None:
@@ -317,6 +451,24 @@ def write_atomically(path: str | os.PathLike, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def keep_copy(path: str | os.PathLike, suffix: str) -> str:
+    """Keep the file at `path` as `path + suffix` (a hard link, else a copy); returns it.
+
+    For a file about to be rewritten whose old content must survive. Raises OSError
+    when neither works: then the caller must not overwrite `path`.
+    """
+    target = f"{os.fspath(path)}{suffix}"
+    n = 0
+    while os.path.lexists(target):
+        n += 1
+        target = f"{os.fspath(path)}{suffix}-{n}"
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copy2(path, target)
+    return target
 
 
 def merge_reports(reports: Iterable[Report]) -> Report:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
-from snoop.common.protocol import AccessKind, CaptureCounts, kinds_mask
+from snoop.common.protocol import COUNT_MAX, AccessKind, CaptureCounts, kinds_mask
 from snoop.common.report import (
+    REPORT_TIME_MAX,
     Coverage,
     Report,
     ReportError,
+    iso_time,
+    keep_copy,
     load_report,
+    parse_iso_time,
     path_from_json,
     path_to_json,
     write_atomically,
@@ -74,7 +79,6 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path, monkeypatch):
 @pytest.mark.parametrize("content, message", [
     (b"not json", "not JSON"),
     (b"[1, 2]", "not a Snoop report"),
-    (b'{"files": [1]}', "expected non-empty path strings"),
     (b'{"files": [], "schema": 99}', "report schema 99"),
 ])
 def test_files_that_are_not_reports_name_the_problem(tmp_path, content, message):
@@ -119,3 +123,115 @@ def test_io_uring_use_is_explained_in_one_line():
     assert Coverage(kernel_dropped=1).warnings() == []
     [line] = Coverage(io_uring_ops=3).warnings()
     assert "io_uring" in line and "incomplete" in line and "\n" not in line
+
+
+# ---------------------------------------------------------------- times and counters that
+# passed validation once, or come from files written before it (issue 9, item 4)
+
+
+@pytest.mark.parametrize("timestamp, text", [
+    (1e17, "9999-12-31T23:59:59.999Z"),  # overflowed gmtime and crashed the reporter
+    (3e11, "9999-12-31T23:59:59.999Z"),  # was written as the year 11476, unreadable
+    (float("inf"), "9999-12-31T23:59:59.999Z"),
+    (-5.0, "1970-01-01T00:00:00.000Z"),
+    (float("nan"), "1970-01-01T00:00:00.000Z"),
+    (1_800_000_000.25, "2027-01-15T08:00:00.250Z"),
+])
+def test_iso_time_never_raises_and_writes_only_what_loads_again(timestamp, text):
+    assert iso_time(timestamp) == text
+    assert 0.0 <= parse_iso_time(text) <= REPORT_TIME_MAX
+
+
+def test_a_report_with_absurd_times_renders_and_loads_again(tmp_path):
+    report = make_report()
+    report.add_file(b"/from/the/future", kinds_mask(AccessKind.READ), 3e11, 1e17)
+    report.last_updated_at = 1e17
+    path = tmp_path / "r.json"
+    write_atomically(path, report.dumps())
+    again = load_report(path)
+    assert again.recovery is None
+    assert again.files[b"/from/the/future"].last_seen == REPORT_TIME_MAX
+
+
+def year_11476_report(tmp_path, files: int = 162):
+    """What the reporter wrote after one EventBatch with sent_at=3e11."""
+    report = Report(workload="abc", started_at=1_800_000_000.0, last_updated_at=1_800_000_100.0)
+    for i in range(files):
+        report.add_file(b"/usr/lib/%d.so" % i, kinds_mask(AccessKind.READ), 1_800_000_001.0,
+                        1_800_000_002.0)
+    data = json.loads(report.dumps())
+    data["file_details"]["/usr/lib/7.so"]["last_seen"] = "11476-08-15T05:20:00.000Z"
+    data["last_updated_at"] = "11476-08-15T05:20:00.000Z"
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_an_entry_it_cannot_parse_costs_no_other_entry(tmp_path):
+    again = load_report(year_11476_report(tmp_path))
+    assert len(again.files) == 162  # the unreadable time falls back; the path stays
+    assert again.files[b"/usr/lib/7.so"].last_seen >= again.files[b"/usr/lib/7.so"].first_seen
+    assert again.recovery is not None
+    assert again.recovery.problems == 2 and again.recovery.lost_paths == 0
+    assert "unreadable time" in again.recovery.first
+    assert again.recovery.path == str(tmp_path / "r.json")
+
+
+def test_every_readable_path_is_kept_from_a_damaged_report(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({
+        "files": ["/a", 1, "", "/b", "/c\ud800", "/d"],
+        "file_details": {"/a": {"kinds": ["read", "teleport"], "first_seen": 7},
+                         "/b": "not an object"},
+        "coverage": {"kernel_dropped": "many", "io_uring_ops": 3},
+        "labels": ["not", "an", "object"],
+        "total_events": -4,
+    }))
+    again = load_report(path)
+    assert set(again.files) == {b"/a", b"/b", b"/d"}
+    assert again.files[b"/a"].kinds == kinds_mask(AccessKind.READ)
+    assert (again.coverage.kernel_dropped, again.coverage.io_uring_ops) == (0, 3)
+    assert again.labels == {} and again.total_events == 0
+    assert again.recovery.lost_paths == 3  # 1, "" and a lone surrogate are no paths
+    assert again.recovery.problems == 9
+
+
+def test_counters_saturate_at_int64():
+    a = Report(total_events=COUNT_MAX - 1, coverage=Coverage(message_gaps=COUNT_MAX))
+    a.merge(Report(total_events=5, coverage=Coverage(message_gaps=1, kernel_dropped=2)))
+    assert (a.total_events, a.coverage.message_gaps, a.coverage.kernel_dropped) == \
+        (COUNT_MAX, COUNT_MAX, 2)
+    a.coverage.add_capture(CaptureCounts(io_uring_ops=COUNT_MAX))
+    a.coverage.add_capture(CaptureCounts(io_uring_ops=COUNT_MAX))
+    assert a.coverage.io_uring_ops == COUNT_MAX
+
+
+def test_keep_copy_keeps_the_old_content_when_the_file_is_replaced(tmp_path):
+    path = tmp_path / "r.json"
+    write_atomically(path, "old\n")
+    kept = keep_copy(path, ".unreadable-1")
+    again = keep_copy(path, ".unreadable-1")
+    write_atomically(path, "new\n")
+    assert (kept, again) == (f"{path}.unreadable-1", f"{path}.unreadable-1-1")
+    assert Path(kept).read_text() == Path(again).read_text() == "old\n"
+
+
+def test_a_report_damaged_on_disk_is_read_line_by_line(tmp_path):
+    report = make_report()
+    for i in range(100):
+        report.add_file(b"/usr/lib/%03d.so" % i, kinds_mask(AccessKind.READ), 1000.0, 1000.0)
+    lines = report.dumps().splitlines()
+    middle = next(i for i, line in enumerate(lines) if '"/usr/lib/050.so"' in line)
+    lines[middle] = '  "/usr/lib/05\x00garbage'  # one entry of `files` destroyed
+    cut = next(i for i, line in enumerate(lines) if '"/usr/lib/090.so": {' in line)
+    path = tmp_path / "r.json"
+    path.write_text("\n".join(lines[:cut]) + '\n  "/usr/lib/090.so": {"kin')  # torn write
+    again = load_report(path)
+    assert len(again.files) == 101  # every path but the destroyed one
+    assert b"/usr/lib/050.so" not in again.files
+    assert again.files[b"/usr/bin/python3"].kinds == kinds_mask(AccessKind.EXEC, AccessKind.STAT)
+    assert again.files[b"/usr/lib/095.so"].first_seen == 1000.0  # its detail was lost
+    assert (again.workload, again.image_ref) == ("abc", "app:1")
+    assert again.coverage.kernel_dropped == 0  # written after the tear (the state file has it)
+    assert again.recovery.first.startswith("not JSON")
+    assert again.recovery.problems == 3  # not JSON, and two broken lines
