@@ -6,6 +6,13 @@ and reporter-wide counters). Only when all of that succeeded do the covers recei
 far become persisted, and a Checkpoint may say so. A failed write is counted and logged
 once; the reports on disk stay as they were (atomic rename), the changes stay pending,
 and the next round retries.
+
+History is never thrown away: a report loaded with parts it could not read (see
+`Report.recovery`) keeps every path it could, and its original file is kept beside it
+(`NAME.unreadable-<UTC time>`) before anything overwrites it; if no copy can be made,
+`load()` fails rather than overwrite. A processor's seq jumping further than
+protocol.MAX_SEQ_GAP (either way) counts no gaps, only a `seq_jumps`, and restarts its
+numbering there.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from snoop.common.config import Config
-from snoop.common.protocol import Checkpoint, FileUpdates, Header
+from snoop.common.protocol import Checkpoint, FileUpdates, Header, seq_gap
+from snoop.common.report import Recovery, add_counts, keep_copy
 from snoop.reporter.checkpoints import Checkpoints
 from snoop.reporter.push import Pusher
 from snoop.reporter.store import Identity, ReportStore
@@ -34,6 +42,8 @@ class ReporterCounts:
     updates: int = 0
     invalid: int = 0  # malformed messages this reporter dropped itself
     gaps: int = 0  # FileUpdates missing from a processor's seq numbering
+    seq_jumps: int = 0  # processor seqs further ahead than any loss explains (no gaps)
+    recovered_reports: int = 0  # reports loaded with parts unreadable (original kept)
     writes: int = 0  # report files written
     write_errors: int = 0  # write rounds that failed
     checkpoints: int = 0
@@ -64,6 +74,8 @@ class Reporter:
         """Pick up reports and state from disk: weeks of observation survive restarts."""
         self.files.prepare()
         for key, report in self.files.load_reports():
+            if report.recovery is not None:
+                self._keep_original(report.recovery, len(report.files))
             self.store.adopt(key, report)
         state = self.files.load_state()
         if state is not None:
@@ -84,6 +96,24 @@ class Reporter:
             "tracers_persisted": len(self.checkpoints.persisted),
             "corrupt_moved": self.files.corrupt_moved})
 
+    def _keep_original(self, recovery: Recovery, files: int) -> None:
+        """Keep the file as read before a write round replaces it; OSError if impossible."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+        try:
+            kept = keep_copy(recovery.path, f".unreadable-{stamp}")
+        except OSError as exc:
+            log.error("report has parts that cannot be read and no copy of it can be kept; "
+                      "refusing to overwrite it", extra={
+                          "path": recovery.path, "problem": recovery.first,
+                          "error": exc.strerror or str(exc)})
+            raise
+        self.counts.recovered_reports += 1
+        log.error("report has parts that cannot be read: kept every path it could, original "
+                  "kept beside it", extra={
+                      "path": recovery.path, "kept_as": kept, "files": files,
+                      "problems": recovery.problems, "paths_lost": recovery.lost_paths,
+                      "first_problem": recovery.first})
+
     # ------------------------------------------------------------ input
 
     def apply(self, updates: FileUpdates) -> None:
@@ -91,10 +121,19 @@ class Reporter:
             self.counts.updates += 1
             sender, seq = updates.header.sender, updates.header.seq
             last = self._processor_seq.pop(sender, None)
-            if last is not None and seq > last + 1:
-                self.counts.gaps += seq - last - 1
-                self.store.count_lost(gaps=seq - last - 1)
-            self._processor_seq[sender] = seq if last is None else max(last, seq)
+            gap = 0 if last is None else seq_gap(last, seq)
+            if gap is None:
+                # No processor loses that many messages: its numbering restarted or the
+                # seq is corrupt. Count nothing and start again from this seq.
+                self.counts.seq_jumps += 1
+                if self.counts.seq_jumps == 1:
+                    log.warning("processor seq jumped further than messages can be lost; not "
+                                "counted as gaps", extra={"sender": sender, "seq": seq,
+                                                          "last": last})
+            elif gap:
+                self.counts.gaps = add_counts(self.counts.gaps, gap)
+                self.store.count_lost(gaps=gap)
+            self._processor_seq[sender] = seq if last is None or gap is None else max(last, seq)
             if len(self._processor_seq) > MAX_PROCESSORS:
                 del self._processor_seq[next(iter(self._processor_seq))]
             self.store.apply(updates)

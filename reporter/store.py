@@ -7,22 +7,35 @@ unresolved_paths, unique_file_cap_hits, and the tracer's capture counts
 every report because nobody can tell whose events were lost: kernel_dropped,
 read_failures and pending_dropped (cumulative per tracer sender, so the max per sender,
 summed over senders), message_gaps and invalid_messages (between processes).
+
+One sender must not poison every report: a tracer's counter that grows faster than
+MAX_COUNTS_PER_SECOND since that sender was last heard from (or since it started) is
+impossible, so that stats message is ignored, counted (`TracerCounters.ignored`) and
+logged once per sender. Every total saturates at COUNT_MAX (int64).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from snoop.common.config import Config
-from snoop.common.protocol import FileUpdates, TracerStats, Workload
-from snoop.common.report import Report
+from snoop.common.protocol import COUNT_MAX, FileUpdates, TracerStats, Workload
+from snoop.common.report import Report, add_counts
+
+log = logging.getLogger("snoop.reporter")
 
 TRACER_FIELDS = ("kernel_dropped", "read_failures", "pending_dropped")
 MAX_TRACERS = 4096
 FORGET_TRACER_AFTER = 24 * 3600.0
+# No tracer counts a billion events a second: a syscall takes ~100 ns of a core, so that
+# is a hundred cores doing nothing else. RATE_SLACK covers messages delayed on the way
+# and clocks that differ between hosts.
+MAX_COUNTS_PER_SECOND = 10**9
+RATE_SLACK = 60.0
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,8 @@ class TracerCounters:
     """Cumulative tracer counters: the max seen per sender, summed over senders.
 
     Senders silent for `forget_after` seconds (or beyond `max_senders`) are folded into
-    `retired`, so totals never go backwards.
+    `retired`, so totals never go backwards. A stats message whose counters jumped
+    further than a tracer can count is ignored (`ignored`).
     """
 
     def __init__(self, *, max_senders: int = MAX_TRACERS,
@@ -55,12 +69,22 @@ class TracerCounters:
         self.maxima: dict[str, list[int]] = {}
         self.last_seen: dict[str, float] = {}
         self.retired = [0, 0, 0]
+        self.ignored = 0
+        self._warned: set[str] = set()
 
     def update(self, stats: TracerStats, now: float) -> bool:
         """Fold one stats message in; True when a total changed."""
         sender = stats.header.sender
         values = [stats.kernel_dropped, stats.read_failures, stats.pending_dropped]
         current = self.maxima.get(sender)
+        # Known senders may have grown since they were last heard from, new ones since start.
+        since = self.last_seen.get(sender, 0.0) if current is not None else stats.started_at
+        allowance = MAX_COUNTS_PER_SECOND * (max(0.0, now - since) + RATE_SLACK)
+        base = current or [0, 0, 0]
+        jumps = [v - b for v, b in zip(values, base, strict=True)]
+        if max(jumps) > allowance:
+            self._ignore(sender, stats, jumps, now - since)
+            return False
         self.last_seen[sender] = now
         if current is None:
             self.maxima[sender] = values
@@ -70,6 +94,19 @@ class TracerCounters:
         self.maxima[sender] = merged
         return merged != current
 
+    def _ignore(self, sender: str, stats: TracerStats, jumps: list[int],
+                seconds: float) -> None:
+        self.ignored += 1
+        if sender in self._warned or len(self._warned) >= self.max_senders:
+            return
+        self._warned.add(sender)
+        field_name, jump = max(zip(TRACER_FIELDS, jumps, strict=True), key=lambda fj: fj[1])
+        log.warning("ignored tracer stats: a counter grew faster than any tracer can count "
+                    "(logged once per sender)", extra={
+                        "sender": sender, "seq": stats.header.seq, "counter": field_name,
+                        "jump": jump, "seconds": round(seconds, 3),
+                        "max_per_second": MAX_COUNTS_PER_SECOND})
+
     def _bound(self, now: float) -> None:
         stale = [s for s, t in self.last_seen.items() if now - t > self.forget_after]
         if len(self.maxima) - len(stale) > self.max_senders:
@@ -77,19 +114,20 @@ class TracerCounters:
             stale = by_age[: len(self.maxima) - self.max_senders]
         for sender in stale:
             values = self.maxima.pop(sender, [0, 0, 0])
-            self.retired = [a + b for a, b in zip(self.retired, values, strict=True)]
+            self.retired = [add_counts(a, b) for a, b in zip(self.retired, values, strict=True)]
             self.last_seen.pop(sender, None)
+            self._warned.discard(sender)
 
     def totals(self) -> dict[str, int]:
         sums = list(self.retired)
         for values in self.maxima.values():
-            sums = [a + b for a, b in zip(sums, values, strict=True)]
+            sums = [add_counts(a, b) for a, b in zip(sums, values, strict=True)]
         return dict(zip(TRACER_FIELDS, sums, strict=True))
 
     def raise_floor(self, floor: Mapping[str, int]) -> None:
         """Totals are at least `floor` (what reports on disk already say)."""
         totals = self.totals()
-        self.retired = [r + max(0, floor.get(name, 0) - totals[name])
+        self.retired = [add_counts(r, max(0, floor.get(name, 0) - totals[name]))
                         for r, name in zip(self.retired, TRACER_FIELDS, strict=True)]
 
     def to_json(self) -> dict[str, Any]:
@@ -116,7 +154,7 @@ class TracerCounters:
 def _count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name}: expected a count, got {value!r}")
-    return value
+    return min(value, COUNT_MAX)
 
 
 class ReportStore:
@@ -174,8 +212,9 @@ class ReportStore:
                     report.coverage.unique_file_cap_hits += 1
                     changed = True
             if update.total_events or update.unresolved or update.capture.any():
-                report.total_events += update.total_events
-                report.coverage.unresolved_paths += update.unresolved
+                report.total_events = add_counts(report.total_events, update.total_events)
+                report.coverage.unresolved_paths = add_counts(report.coverage.unresolved_paths,
+                                                              update.unresolved)
                 report.coverage.add_capture(update.capture)
                 changed = True
             if changed:
@@ -187,8 +226,8 @@ class ReportStore:
         for stats in updates.tracer_stats:
             global_change |= self.tracers.update(stats, now)
         if updates.gaps or updates.invalid_messages:
-            self.message_gaps += updates.gaps
-            self.invalid_messages += updates.invalid_messages
+            self.message_gaps = add_counts(self.message_gaps, updates.gaps)
+            self.invalid_messages = add_counts(self.invalid_messages, updates.invalid_messages)
             global_change = True
         if global_change:
             self._all_changed(now)
@@ -196,8 +235,8 @@ class ReportStore:
     def count_lost(self, gaps: int = 0, invalid: int = 0) -> None:
         """Messages the reporter itself saw missing or malformed."""
         if gaps or invalid:
-            self.message_gaps += gaps
-            self.invalid_messages += invalid
+            self.message_gaps = add_counts(self.message_gaps, gaps)
+            self.invalid_messages = add_counts(self.invalid_messages, invalid)
             self._all_changed(self._clock())
 
     def _all_changed(self, now: float) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from snoop.common.config import Config
 from snoop.common.protocol import (
+    SEQ_MAX,
     AccessKind,
     FileSeen,
     FileUpdates,
@@ -236,3 +237,83 @@ def test_non_utf8_path_survives_json_and_restart(tmp_path: Path) -> None:
     again.apply(fu(1, {}, (W1, [b"/x"])))
     assert again.write_round() is True
     assert odd in load_report(tmp_path / "report.json").files
+
+
+# ---------------------------------------------------------------- values that crashed or
+# wiped a reporter (issue 9, item 4)
+
+
+def test_absurd_times_never_crash_a_write_round(tmp_path: Path) -> None:
+    r = make(tmp_path)
+    for seq, when in enumerate((1e17, 3e11, float("inf")), start=1):
+        r.apply(FileUpdates(Header("proc", seq), (WorkloadUpdate(
+            W1, (FileSeen(b"/%d" % seq, READ, when, when),), 1),), covers={"t1": ((seq, seq),)}))
+        assert r.write_round() is True
+    report = load_report(tmp_path / "report.json")  # and what was written loads again
+    assert report.recovery is None and set(report.files) == {b"/1", b"/2", b"/3"}
+
+
+def write_year_11476(report_path: Path, files: int) -> None:
+    """A report as an older reporter wrote it after an EventBatch with sent_at=3e11."""
+    data = json.loads(report_path.read_text())
+    victim = data["files"][7]
+    data["file_details"][victim]["first_seen"] = "11476-08-15T05:20:00.000Z"
+    data["file_details"][victim]["last_seen"] = "11476-08-15T05:20:00.000Z"
+    data["last_updated_at"] = "11476-08-15T05:20:00.000Z"
+    assert len(data["files"]) == files
+    report_path.write_text(json.dumps(data))
+
+
+def test_a_report_with_an_unreadable_entry_keeps_its_history(tmp_path: Path, caplog) -> None:
+    r = make(tmp_path)
+    paths = [b"/usr/lib/%03d.so" % i for i in range(162)]
+    r.apply(fu(1, {"t1": ((1, 40),)}, (W1, paths)))
+    assert r.write_round() is True
+    report_path = tmp_path / "report.json"
+    write_year_11476(report_path, 162)
+    damaged = report_path.read_bytes()
+
+    again = make(tmp_path)  # the restart that used to move everything aside
+    assert set(again.store.reports[""].files) == set(paths)
+    assert again.files.corrupt_moved == 0
+    assert again.checkpoint().persisted == {"t1": ((1, 40),)}  # and the state agrees
+    [kept] = [n for n in os.listdir(tmp_path) if ".unreadable-" in n]
+    assert kept == "report.json.unreadable-20231114T221320Z"
+    assert (tmp_path / kept).read_bytes() == damaged
+    lines = [rec for rec in caplog.records if "cannot be read" in rec.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "ERROR"
+    assert lines[0].files == 162 and lines[0].kept_as == str(tmp_path / kept)
+    assert again.counts.recovered_reports == 1
+
+    again.apply(fu(2, {"t1": ((41, 41),)}, (W1, [b"/new"])))
+    assert again.write_round() is True
+    rewritten = load_report(report_path)
+    assert rewritten.recovery is None and len(rewritten.files) == 163
+    assert (tmp_path / kept).read_bytes() == damaged  # the original survives the rewrite
+
+
+def test_no_copy_of_an_unreadable_report_means_no_start(tmp_path: Path, monkeypatch) -> None:
+    r = make(tmp_path)
+    r.apply(fu(1, {"t1": ((1, 1),)}, (W1, [b"/usr/lib/%03d.so" % i for i in range(10)])))
+    assert r.write_round() is True
+    write_year_11476(tmp_path / "report.json", 10)
+    damaged = (tmp_path / "report.json").read_bytes()
+
+    def no_space(path, suffix):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("snoop.reporter.core.keep_copy", no_space)
+    with pytest.raises(OSError):
+        make(tmp_path)
+    assert (tmp_path / "report.json").read_bytes() == damaged  # refused to overwrite it
+
+
+def test_a_processor_seq_jump_counts_no_gaps(tmp_path: Path) -> None:
+    r = make(tmp_path)
+    r.apply(fu(1, {}, (W1, [b"/a"])))
+    r.apply(fu(SEQ_MAX, {}, (W1, [b"/b"])))  # once 9.2e18 "lost" messages
+    assert (r.counts.gaps, r.counts.seq_jumps, r.store.message_gaps) == (0, 1, 0)
+    r.apply(fu(2, {}, (W1, [b"/c"])))  # as far back: numbering starts again here
+    r.apply(fu(5, {}, (W1, [b"/d"])))
+    assert (r.counts.gaps, r.counts.seq_jumps, r.store.message_gaps) == (2, 2, 2)
+    assert set(r.store.reports[""].files) == {b"/a", b"/b", b"/c", b"/d"}  # content kept

@@ -2,6 +2,8 @@ import json
 
 from snoop.common.config import Config
 from snoop.common.protocol import (
+    COUNT_MAX,
+    TIME_MIN,
     AccessKind,
     CaptureCounts,
     FileSeen,
@@ -163,3 +165,69 @@ def test_state_round_trip_and_floor_from_reports() -> None:
     assert t.tracers.totals()["kernel_dropped"] == 8 and t.invalid_messages == 2
     t.apply(update(2, stats=[stats("t1", 2, kernel=6)]))
     assert t.tracers.totals()["kernel_dropped"] == 9
+
+
+# ---------------------------------------------------------------- one sender cannot poison
+# every report (issue 9, item 4)
+
+
+def test_an_impossible_jump_of_one_sender_is_ignored_and_logged_once(caplog) -> None:
+    s = store(sidecar=True)  # clock 5000; these tracers started at 1.0
+    s.apply(update(1, stats=[stats("t1", 1, kernel=5), stats("t2", 1, kernel=3)]))
+    s.apply(update(2, stats=[stats("t1", 2, kernel=2**62)]))  # no tracer counts that fast
+    s.apply(update(3, stats=[stats("t1", 3, kernel=2**62, reads=1)]))
+    assert s.tracers.totals()["kernel_dropped"] == 8
+    assert s.tracers.ignored == 2
+    lines = [r for r in caplog.records if r.getMessage().startswith("ignored tracer stats")]
+    assert len(lines) == 1 and lines[0].sender == "t1" and lines[0].counter == "kernel_dropped"
+    s.apply(update(4, stats=[stats("t1", 4, kernel=9, reads=2)]))  # t1 still counts
+    assert s.tracers.totals() == {"kernel_dropped": 12, "read_failures": 2, "pending_dropped": 0}
+    data = json.loads(s.render(""))
+    assert data["coverage"]["kernel_dropped"] == 12
+
+
+def test_a_new_sender_may_bring_what_it_counted_since_it_started() -> None:
+    now = 1_800_000_000.0
+    s = ReportStore(Identity(), sidecar=True, max_unique_files=10, clock=lambda: now)
+    week = 7 * 24 * 3600
+    plausible = TracerStats(Header("t1", 1), now - week, 10**12, 0, 0)  # 1.6M/s for a week
+    absurd = TracerStats(Header("t2", 1), now - 10, 10**12, 0, 0)  # 1e11/s for ten seconds
+    s.apply(update(1, stats=[plausible, absurd]))
+    assert s.tracers.totals()["kernel_dropped"] == 10**12
+    assert s.tracers.ignored == 1
+
+
+def test_tracer_totals_stay_within_int64() -> None:
+    now = 1_800_000_000.0
+    s = ReportStore(Identity(), sidecar=True, max_unique_files=10, clock=lambda: now)
+    huge = 8 * 10**17  # each is possible for a tracer started in 2000
+    s.apply(update(1, stats=[TracerStats(Header(f"t{i}", 1), TIME_MIN, huge, 0, 0)
+                             for i in range(12)]))
+    assert s.tracers.ignored == 0
+    assert s.tracers.totals()["kernel_dropped"] == COUNT_MAX
+    s.tracers.max_senders = 1
+    s.apply(update(2, stats=[TracerStats(Header("late", 1), TIME_MIN, huge, 0, 0)]))
+    assert s.tracers.retired[0] == COUNT_MAX  # folding retired senders in saturates too
+    assert json.loads(s.render(""))["coverage"]["kernel_dropped"] == COUNT_MAX
+
+
+def test_gaps_and_invalid_counts_saturate_at_int64() -> None:
+    s = store()
+    s.apply(update(1, part(W1, (b"/a", READ, 1.0, 1.0)), gaps=COUNT_MAX, invalid=COUNT_MAX))
+    s.apply(update(2, gaps=COUNT_MAX, invalid=1))
+    s.count_lost(gaps=5, invalid=5)
+    s.apply(update(3, part(W1, events=COUNT_MAX, unresolved=COUNT_MAX)))
+    s.apply(update(4, part(W1, events=COUNT_MAX, unresolved=COUNT_MAX)))
+    data = json.loads(s.render("c1"))
+    assert data["coverage"]["message_gaps"] == data["coverage"]["invalid_messages"] == COUNT_MAX
+    assert data["total_events"] == data["coverage"]["unresolved_paths"] == COUNT_MAX
+
+
+def test_state_counters_beyond_int64_load_clamped() -> None:
+    s = store(sidecar=True)
+    s.load_state({"tracers": {"senders": {"t1": {"counters": {"kernel_dropped": 2**70}}},
+                              "retired": {"read_failures": 2**64}},
+                  "message_gaps": 2**65})
+    assert s.tracers.totals()["kernel_dropped"] == COUNT_MAX
+    assert s.tracers.totals()["read_failures"] == COUNT_MAX
+    assert s.message_gaps == COUNT_MAX
