@@ -10,7 +10,14 @@ socket every tracer subscribes to).
 
 Security: `ipc://` relies on file permissions of the socket's directory. `tcp://`
 beyond loopback needs CurveZMQ keys (the binding side allow-lists client public keys)
-unless `insecure_tcp` is set explicitly.
+unless `insecure_tcp` is set explicitly. One ZAP handler per context (ZeroMQ allows no
+more) checks every CURVE socket bound in it, each against its own allow-list; a client
+whose key is not listed is refused, counted (`auth_rejected`) and logged. tcp:// sockets
+take IPv6 addresses too (`tcp://[::1]:5555`).
+
+Logging: a peer that keeps sending garbage must not flood the log, so warnings about
+invalid messages and refused clients are rate-limited per reason (`LogLimiter`); the
+counters stay exact.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import ipaddress
 import logging
 import os
 import socket as socketlib
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +43,45 @@ RECV_HWM = 2000
 LINGER_MS = 2000
 RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 2000
+LOG_EVERY = 1.0  # seconds between two warnings of one reason
+MAX_LOG_REASONS = 64
 
 log = logging.getLogger(__name__)
+
+
+class LogLimiter:
+    """At most one warning per reason every `every` seconds.
+
+    Warnings in between are not logged but counted, and the next line of that reason
+    says how many were left out (`suppressed`). Reasons past `max_reasons` share one.
+    """
+
+    def __init__(self, logger: logging.Logger, *, every: float = LOG_EVERY,
+                 clock: Callable[[], float] = time.monotonic,
+                 max_reasons: int = MAX_LOG_REASONS) -> None:
+        self.logger = logger
+        self.every = every
+        self.clock = clock
+        self.max_reasons = max_reasons
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()  # the ZAP handler warns from its own thread
+
+    def warning(self, reason: str, message: str, **fields: object) -> bool:
+        """Log `message` unless this reason was logged less than `every` ago; True if logged."""
+        with self._lock:
+            if reason not in self._last and len(self._last) >= self.max_reasons:
+                reason = "other"
+            now = self.clock()
+            last = self._last.get(reason)
+            if last is not None and 0 <= now - last < self.every:
+                self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+                return False
+            self._last[reason] = now
+            suppressed = self._suppressed.pop(reason, 0)
+        self.logger.warning(message, extra={**fields, "reason": reason,
+                                            "suppressed": suppressed})
+        return True
 
 
 class TransportError(RuntimeError):
@@ -63,6 +109,57 @@ def _is_loopback_tcp(endpoint: str) -> bool:
             return False
 
 
+class Context(zmq.Context):
+    """A zmq context that also owns the one ZAP handler its CURVE servers share."""
+
+    # Declared on the class: pyzmq refuses instance attributes it does not know.
+    gatekeeper: _Gatekeeper | None = None
+
+
+class _AllowList:
+    """The client keys one bound CURVE socket accepts; refusals are counted and logged."""
+
+    def __init__(self, endpoint: str, directory: str, limiter: LogLimiter) -> None:
+        self.endpoint = endpoint
+        self.directory = directory
+        self.keys = frozenset(zmq.auth.load_certificates(directory))
+        self.limiter = limiter
+        self.rejected = 0
+
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        """Called by the ZAP handler's thread for each CURVE handshake (z85 key)."""
+        if client_key in self.keys:
+            return True
+        self.rejected += 1
+        self.limiter.warning(
+            f"curve:{self.endpoint}", "refused a CurveZMQ client whose key is not allowed",
+            endpoint=self.endpoint, client_key=client_key.decode("ascii", "replace"),
+            allowed_keys=self.directory, rejected=self.rejected)
+        return False
+
+
+class _Gatekeeper:
+    """The context's ZAP handler, started with its first CURVE server, stopped with its last."""
+
+    def __init__(self, context: zmq.Context) -> None:
+        self.authenticator = ThreadAuthenticator(context)
+        self.authenticator.start()
+        self.users = 0
+
+    def add(self, domain: str, allow: _AllowList) -> None:
+        self.authenticator.configure_curve_callback(domain=domain, credentials_provider=allow)
+        self.users += 1
+
+    def remove(self, domain: str) -> bool:
+        """Forget `domain`; True when no socket uses the handler any more (it stopped)."""
+        self.authenticator.credentials_providers.pop(domain, None)
+        self.users -= 1
+        if self.users:
+            return False
+        self.authenticator.stop()
+        return True
+
+
 def _load_keypair(path: str, setting: str) -> tuple[bytes, bytes]:
     try:
         public, secret = zmq.auth.load_certificate(path)
@@ -83,9 +180,11 @@ class _Endpoint:
     """Shared socket life cycle for Sender and Receiver."""
 
     def __init__(self, context: zmq.Context, kind: int, endpoint: str, bind: bool,
-                 security: Security) -> None:
+                 security: Security, clock: Callable[[], float]) -> None:
         self.endpoint = endpoint
-        self._authenticator: ThreadAuthenticator | None = None
+        self.limiter = LogLimiter(log, clock=clock)
+        self._context = context
+        self._allow: _AllowList | None = None
         self.socket = context.socket(kind)
         if kind == zmq.PUSH:
             # Queue nothing for peers that are not connected: a full or absent downstream
@@ -98,7 +197,8 @@ class _Endpoint:
         self.socket.setsockopt(zmq.RCVHWM, RECV_HWM)
         try:
             if endpoint.startswith("tcp://"):
-                self._secure(context, bind, security)
+                self.socket.setsockopt(zmq.IPV6, 1)  # tcp://[::1]:P; IPv4 still works
+                self._secure(bind, security)
             elif endpoint.startswith("ipc://") and bind:
                 _prepare_ipc(endpoint)
             if bind:
@@ -113,7 +213,12 @@ class _Endpoint:
             self.close(linger=0)
             raise
 
-    def _secure(self, context: zmq.Context, bind: bool, security: Security) -> None:
+    @property
+    def auth_rejected(self) -> int:
+        """CurveZMQ clients refused because their key is not in the allow-list."""
+        return self._allow.rejected if self._allow is not None else 0
+
+    def _secure(self, bind: bool, security: Security) -> None:
         if not security.secret_key_file:
             if security.insecure_tcp or _is_loopback_tcp(self.endpoint):
                 return
@@ -125,14 +230,7 @@ class _Endpoint:
         self.socket.curve_publickey = public
         self.socket.curve_secretkey = secret
         if bind:
-            if not security.allowed_keys_dir or not Path(security.allowed_keys_dir).is_dir():
-                raise TransportError(
-                    f"SNOOP_CURVE_ALLOWED_KEYS={security.allowed_keys_dir!r}: expected a "
-                    "directory of allowed client public keys"
-                )
-            self._authenticator = ThreadAuthenticator(context)
-            self._authenticator.start()
-            self._authenticator.configure_curve(domain="*", location=security.allowed_keys_dir)
+            self._allow_clients(security.allowed_keys_dir)
             self.socket.curve_server = True
         else:
             if not security.server_key_file:
@@ -147,19 +245,43 @@ class _Endpoint:
                 ) from None
             self.socket.curve_serverkey = server_public
 
+    def _allow_clients(self, directory: str) -> None:
+        if not directory or not Path(directory).is_dir():
+            raise TransportError(
+                f"SNOOP_CURVE_ALLOWED_KEYS={directory!r}: expected a directory of allowed "
+                "client public keys"
+            )
+        if not isinstance(self._context, Context):
+            raise TransportError(f"{self.endpoint}: a CURVE server needs a context from "
+                                 "transport.new_context()")
+        try:
+            allow = _AllowList(self.endpoint, directory, self.limiter)
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"SNOOP_CURVE_ALLOWED_KEYS={directory!r}: {exc}") from None
+        if self._context.gatekeeper is None:
+            self._context.gatekeeper = _Gatekeeper(self._context)
+        # The ZAP domain tells the shared handler which socket's allow-list applies.
+        self.socket.zap_domain = self.endpoint.encode()
+        self._context.gatekeeper.add(self.endpoint, allow)
+        self._allow = allow
+
     def close(self, linger: int | None = None) -> None:
         self.socket.close(linger=LINGER_MS if linger is None else linger)
-        if self._authenticator is not None:
-            self._authenticator.stop()
-            self._authenticator = None
+        gatekeeper = getattr(self._context, "gatekeeper", None)
+        if self._allow is not None and gatekeeper is not None \
+                and gatekeeper.remove(self.endpoint):
+            self._context.gatekeeper = None
+        self._allow = None
 
 
 class Sender(_Endpoint):
     """PUSH (or PUB) side. `send()` never blocks: False means 'not sent, keep it'."""
 
     def __init__(self, context: zmq.Context, endpoint: str, *, bind: bool = False,
-                 publish: bool = False, security: Security = Security()) -> None:
-        super().__init__(context, zmq.PUB if publish else zmq.PUSH, endpoint, bind, security)
+                 publish: bool = False, security: Security = Security(),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(context, zmq.PUB if publish else zmq.PUSH, endpoint, bind, security,
+                         clock)
         self.sent = 0
         self.blocked = 0
 
@@ -174,15 +296,22 @@ class Sender(_Endpoint):
 
 
 class Receiver(_Endpoint):
-    """PULL (or SUB) side. Invalid messages are counted, logged and dropped."""
+    """PULL (or SUB) side. Invalid messages are counted, logged (rate-limited) and dropped.
+
+    `clock` is the receiver's wall clock: it bounds message timestamps (protocol.decode's
+    `now`) and paces the warnings.
+    """
 
     def __init__(self, context: zmq.Context, endpoint: str, accepts: Iterable[MessageType], *,
                  bind: bool = True, subscribe: bool = False,
-                 security: Security = Security()) -> None:
-        super().__init__(context, zmq.SUB if subscribe else zmq.PULL, endpoint, bind, security)
+                 security: Security = Security(),
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(context, zmq.SUB if subscribe else zmq.PULL, endpoint, bind, security,
+                         clock)
         if subscribe:
             self.socket.setsockopt(zmq.SUBSCRIBE, b"")
         self.accepts = frozenset(accepts)
+        self.clock = clock
         self.received = 0
         self.invalid = 0
 
@@ -194,11 +323,12 @@ class Receiver(_Endpoint):
                 return None
             data = self.socket.recv(flags=zmq.NOBLOCK)
             try:
-                message = decode(data, self.accepts)
+                message = decode(data, self.accepts, now=self.clock())
             except ProtocolError as exc:
                 self.invalid += 1
-                log.warning("dropped invalid message", extra={"endpoint": self.endpoint,
-                                                               "error": str(exc)})
+                self.limiter.warning(exc.reason, "dropped invalid message",
+                                     endpoint=self.endpoint, error=str(exc)[:500],
+                                     invalid=self.invalid)
                 deadline_ms = 0
                 continue
             self.received += 1
@@ -215,8 +345,8 @@ class Receiver(_Endpoint):
         return messages
 
 
-def new_context() -> zmq.Context:
-    return zmq.Context()
+def new_context() -> Context:
+    return Context()
 
 
 def generate_keypair(directory: str, name: str) -> tuple[str, str]:
