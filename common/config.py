@@ -2,14 +2,22 @@
 
 Every option has one spec in `OPTIONS`. A flag beats its environment variable, which
 beats the default. `load()` parses everything and raises `ConfigError` with one line per
-bad value, naming the variable, the value and what was expected.
+bad value, naming the variable, the value and what was expected. It also refuses CurveZMQ
+key material others could read or replace: a secret key file group or other may access,
+an allowed-keys directory anyone may write to.
+
+Secret options (`Option.secret`: the API token) are never written into files Snoop
+makes: `to_environ(config, secrets=False)` leaves them out.
 """
 
 from __future__ import annotations
 
 import argparse
 import enum
+import ipaddress
+import os
 import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -177,10 +185,21 @@ def parse_addr(text: str) -> str:
     return f"{host or '0.0.0.0'}:{port}"
 
 
+_TCP_ENDPOINT = re.compile(r"^tcp://(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]/]+)):(?P<port>\d+)$")
+
+
 def parse_endpoint(text: str) -> str:
     value = text.strip()
-    if value and not re.match(r"^(ipc://.+|tcp://[^:]+:\d+)$", value):
-        raise ValueError("ipc://PATH or tcp://HOST:PORT")
+    if not value or re.match(r"^ipc://.+$", value):
+        return value
+    match = _TCP_ENDPOINT.match(value)
+    if not match or int(match.group("port")) > 65535:
+        raise ValueError("ipc://PATH, tcp://HOST:PORT or tcp://[IPV6]:PORT, port 0-65535")
+    if match.group("v6") is not None:
+        try:
+            ipaddress.IPv6Address(match.group("v6"))
+        except ValueError:
+            raise ValueError("tcp://[IPV6]:PORT with a valid IPv6 address") from None
     return value
 
 
@@ -221,6 +240,7 @@ class Option:
     name: str  # Config field
     parse: Callable[[str], Any]
     help: str
+    secret: bool = False  # never written into a file (see to_environ)
 
     @property
     def env(self) -> str:
@@ -245,7 +265,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("report_dir", parse_absolute_path, "directory of one report per workload (node mode)"),
     Option("report_interval", parse_duration, "how often reports are written"),
     Option("api_endpoint", parse_url, "URL the reporter POSTs reports to"),
-    Option("api_token", str.strip, "bearer token for the API endpoint"),
+    Option("api_token", str.strip, "bearer token for the API endpoint", secret=True),
     Option("metrics_addr", parse_addr, "host:port for /metrics, /healthz and /readyz"),
     Option("log_level", _enum_parser(LogLevel), "log level"),
     Option("run_dir", parse_absolute_path, "directory for the default ipc:// sockets"),
@@ -315,13 +335,47 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         errors.append("SNOOP_TARGET_MODE='cgroup': expected SNOOP_TARGET_CGROUP too")
     if values.get("api_token") and not values.get("api_endpoint"):
         errors.append("SNOOP_API_TOKEN is set: expected SNOOP_API_ENDPOINT too")
+    errors.extend(_key_permission_errors(values.get("curve_secret_key", ""),
+                                         values.get("curve_allowed_keys", "")))
     return errors
 
 
-def to_environ(config: Config) -> dict[str, str]:
-    """The SNOOP_* variables that reproduce `config` (for child processes)."""
+def _key_permission_errors(secret_key: str, allowed_keys: str) -> list[str]:
+    """A secret key only its owner can access; an allow-list nobody else can write to."""
+    errors = []
+    if secret_key:
+        try:
+            mode = stat.S_IMODE(os.stat(secret_key).st_mode)
+        except OSError as exc:
+            errors.append(f"SNOOP_CURVE_SECRET_KEY={secret_key!r}: cannot read: {exc.strerror}")
+        else:
+            if mode & 0o077:
+                errors.append(f"SNOOP_CURVE_SECRET_KEY={secret_key!r}: mode {mode:04o} lets "
+                              "group or others access the secret key: expected 0600 or 0400 "
+                              f"(chmod 600 {secret_key})")
+    if allowed_keys:
+        try:
+            mode = stat.S_IMODE(os.stat(allowed_keys).st_mode)
+        except OSError as exc:
+            errors.append(f"SNOOP_CURVE_ALLOWED_KEYS={allowed_keys!r}: cannot read: "
+                          f"{exc.strerror}")
+        else:
+            if mode & 0o002:
+                errors.append(f"SNOOP_CURVE_ALLOWED_KEYS={allowed_keys!r}: mode {mode:04o} "
+                              "lets anyone add a client key: expected a directory others "
+                              f"cannot write to (chmod o-w {allowed_keys})")
+    return errors
+
+
+def to_environ(config: Config, *, secrets: bool = True) -> dict[str, str]:
+    """The SNOOP_* variables that reproduce `config` (for child processes).
+
+    `secrets=False` leaves out secret options, for environments written into files.
+    """
     env = {}
     for option in OPTIONS:
+        if option.secret and not secrets:
+            continue
         value = getattr(config, option.name)
         if isinstance(value, enum.Enum):
             text = value.value

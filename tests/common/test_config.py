@@ -71,9 +71,9 @@ ERRORS = {
     "SNOOP_METRICS_ADDR": ("localhost", "expected host:port or :port"),
     "SNOOP_LOG_LEVEL": ("loud", "expected one of debug, info, warning, error"),
     "SNOOP_RUN_DIR": ("run", "expected an absolute path"),
-    "SNOOP_EVENTS_ENDPOINT": ("udp://x:1", "expected ipc://PATH or tcp://HOST:PORT"),
-    "SNOOP_UPDATES_ENDPOINT": ("tcp://host", "expected ipc://PATH or tcp://HOST:PORT"),
-    "SNOOP_CHECKPOINT_ENDPOINT": ("pipe", "expected ipc://PATH or tcp://HOST:PORT"),
+    "SNOOP_EVENTS_ENDPOINT": ("udp://x:1", "expected ipc://PATH, tcp://HOST:PORT or tcp://[IPV6]:PORT"),
+    "SNOOP_UPDATES_ENDPOINT": ("tcp://host", "expected ipc://PATH, tcp://HOST:PORT or tcp://[IPV6]:PORT"),
+    "SNOOP_CHECKPOINT_ENDPOINT": ("pipe", "expected ipc://PATH, tcp://HOST:PORT or tcp://[IPV6]:PORT"),
     "SNOOP_INSECURE_TCP": ("maybe", "expected true or false"),
     "SNOOP_RINGBUF_BYTES": ("lots", "expected a size like 8MiB"),
     "SNOOP_DEDUP_ENTRIES": ("-1", "expected a whole number above zero"),
@@ -135,3 +135,70 @@ def test_commands_exit_2_with_one_line_on_bad_config(command):
     assert result.stderr.strip() == (
         f"snoop {command}: config error: SNOOP_REPORT_INTERVAL='soon': expected a duration "
         "like 30s, 500ms, 5m or 1.5")
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://[::1]:5555", "tcp://[fe80::1%eth0]:5555",
+                                      "tcp://[2001:db8::7]:1", "tcp://*:5555",
+                                      "tcp://snoop-processor:5555", "ipc:///run/snoop/x.sock"])
+def test_endpoints_include_ipv6(endpoint):
+    assert c.load({"SNOOP_EVENTS_ENDPOINT": endpoint}).events_endpoint == endpoint
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://[::g]:5555", "tcp://::1:5555", "tcp://[::1]",
+                                      "tcp://host:65536"])
+def test_bad_tcp_endpoints_are_refused(endpoint):
+    with pytest.raises(c.ConfigError, match=r"^SNOOP_EVENTS_ENDPOINT='.*': expected .*tcp://"):
+        c.load({"SNOOP_EVENTS_ENDPOINT": endpoint})
+
+
+def key_file(tmp_path, mode: int) -> str:
+    path = tmp_path / "node1.key_secret"
+    path.write_text("# a CurveZMQ secret key\n")
+    path.chmod(mode)
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o666, 0o604, 0o640, 0o660])
+def test_secret_keys_others_can_read_are_refused_naming_file_and_mode(tmp_path, mode):
+    path = key_file(tmp_path, mode)
+    with pytest.raises(c.ConfigError) as caught:
+        c.load({"SNOOP_CURVE_SECRET_KEY": path})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"SNOOP_CURVE_SECRET_KEY={path!r}: mode {mode:04o} ")
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_secret_keys_only_the_owner_can_read_are_accepted(tmp_path, mode):
+    path = key_file(tmp_path, mode)
+    assert c.load({"SNOOP_CURVE_SECRET_KEY": path}).curve_secret_key == path
+
+
+def test_a_missing_secret_key_is_one_line(tmp_path):
+    with pytest.raises(c.ConfigError, match=r"^SNOOP_CURVE_SECRET_KEY='/nonexistent/k': cannot "
+                                            r"read: No such file or directory$"):
+        c.load({"SNOOP_CURVE_SECRET_KEY": "/nonexistent/k"})
+
+
+@pytest.mark.parametrize("mode, refused", [(0o777, True), (0o1777, True), (0o757, True),
+                                           (0o755, False), (0o700, False), (0o775, False)])
+def test_an_allowed_keys_directory_anyone_can_write_to_is_refused(tmp_path, mode, refused):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    allowed.chmod(mode)
+    env = {"SNOOP_CURVE_ALLOWED_KEYS": str(allowed)}
+    if not refused:
+        assert c.load(env).curve_allowed_keys == str(allowed)
+        return
+    with pytest.raises(c.ConfigError) as caught:
+        c.load(env)
+    assert str(caught.value).startswith(
+        f"SNOOP_CURVE_ALLOWED_KEYS={str(allowed)!r}: mode {mode:04o} lets anyone add a client key")
+    assert "\n" not in str(caught.value)
+
+
+def test_secret_options_can_be_left_out_of_the_environment():
+    config = c.load({"SNOOP_API_TOKEN": "s3cret", "SNOOP_API_ENDPOINT": "https://api.example"})
+    assert c.to_environ(config)["SNOOP_API_TOKEN"] == "s3cret"
+    assert "SNOOP_API_TOKEN" not in c.to_environ(config, secrets=False)
+    assert [o.env for o in c.OPTIONS if o.secret] == ["SNOOP_API_TOKEN"]
