@@ -1,4 +1,8 @@
-"""`snoop run`: tracer, processor and reporter under supervisord, from one config."""
+"""`snoop run`: tracer, processor and reporter under supervisord, from one config.
+
+Secrets (the API token) are not written into RUN_DIR/supervisord.conf: supervisord gets
+them in its own environment, which its programs inherit. The file is 0600 anyway.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 
 from snoop.cli import supervisor_conf
 from snoop.common import config as config_mod
@@ -20,10 +25,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def child_environ(config: config_mod.Config, metrics_offset: int) -> dict[str, str]:
-    env = config_mod.to_environ(config)
+    """One program's environment= in supervisord.conf: everything but secrets."""
+    env = config_mod.to_environ(config, secrets=False)
     env["SNOOP_METRICS_ADDR"] = supervisor_conf.metrics_addr_for(config.metrics_addr,
                                                                  metrics_offset)
     return env
+
+
+def supervisord_environ(config: config_mod.Config,
+                        base: Mapping[str, str]) -> dict[str, str]:
+    """supervisord's own environment: `base` plus the secrets the conf file leaves out."""
+    everything = config_mod.to_environ(config)
+    secrets = {o.env: everything[o.env] for o in config_mod.OPTIONS if o.secret}
+    return {**base, **{name: value for name, value in secrets.items() if value}}
+
+
+def write_conf(path: str, text: str) -> None:
+    """Only the owner may read it: it names every setting and socket of the run."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as handle:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file left by a last run
+        handle.write(text)
 
 
 def isolate(command: str) -> str:
@@ -68,26 +90,26 @@ def run(args: argparse.Namespace) -> int:
             for name, offset in supervisor_conf.METRICS_OFFSETS.items()}
     snoop = shutil.which("snoop", path=os.path.dirname(sys.executable)) or ""
     conf_path = os.path.join(config.run_dir, "supervisord.conf")
-    with open(conf_path, "w") as handle:
-        handle.write(supervisor_conf.render(
-            envs, config.run_dir, snoop, user="root" if os.geteuid() == 0 else ""))
+    write_conf(conf_path, supervisor_conf.render(
+        envs, config.run_dir, snoop, user="root" if os.geteuid() == 0 else ""))
     supervisord = shutil.which("supervisord", path=os.path.dirname(sys.executable)) \
         or shutil.which("supervisord")
     if supervisord is None:
         print("snoop run: supervisord not found (pip install supervisor)", file=sys.stderr)
         return 2
     try:
-        return supervise(supervisord, conf_path)
+        return supervise(supervisord, conf_path, supervisord_environ(config, os.environ))
     finally:
         leave(made)
 
 
-def supervise(supervisord: str, conf_path: str) -> int:
-    """Run supervisord until it exits; SIGTERM, SIGINT and SIGHUP reach it once each.
+def supervise(supervisord: str, conf_path: str, env: Mapping[str, str]) -> int:
+    """Run supervisord with `env` until it exits; SIGTERM, SIGINT and SIGHUP reach it once.
 
     It runs in a session of its own, so a Ctrl-C on the terminal is not delivered twice.
     """
-    child = subprocess.Popen([supervisord, "-n", "-c", conf_path], start_new_session=True)
+    child = subprocess.Popen([supervisord, "-n", "-c", conf_path], start_new_session=True,
+                             env=dict(env))
 
     def forward(signum: int, _frame) -> None:
         if child.poll() is None:
