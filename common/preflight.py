@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import sys
@@ -19,9 +20,8 @@ def problems() -> list[str]:
     build = f"/lib/modules/{platform.release()}/build"
     if not os.path.isdir(f"{build}/include"):
         found.append(f"no kernel headers at {build}: bcc cannot compile the BPF program")
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
+    # Found, not imported: importing bcc maps LLVM, which the tracer must never hold.
+    if importlib.util.find_spec("bcc") is None:
         found.append("python module bcc missing: install Debian's python3-bpfcc")
     return found
 

@@ -250,3 +250,13 @@ def test_calls_on_an_fd_with_no_path_are_no_read_failures(harness, child, tmp_pa
     harness.pump(1.5)  # the next stats message
     after = harness.latest_stats()
     assert after.read_failures == (before.read_failures if before else 0)
+
+
+def test_the_long_running_tracer_maps_no_llvm(harness):
+    """bcc's compiler ran in a child that is gone: none of it is in the tracer."""
+    with open(f"/proc/{harness.proc.pid}/maps") as handle:
+        mapped = handle.read()
+    assert "LLVM" not in mapped and "libclang" not in mapped and "libbcc" not in mapped
+    with open(f"/proc/{harness.proc.pid}/status") as handle:
+        rss_kb = next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:"))
+    assert rss_kb < 80_000, f"tracer RSS {rss_kb} kB"  # LLVM alone would be 100 MB
