@@ -28,12 +28,14 @@ import os
 import socket as socketlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from zmq.auth.thread import ThreadAuthenticator
 
 from snoop.common.protocol import Message, MessageType, ProtocolError, decode, encode
@@ -343,6 +345,26 @@ class Receiver(_Endpoint):
                 break
             messages.append(message)
         return messages
+
+
+class SocketCollector(Collector):
+    """Prometheus view of what sockets refused: register it with a process's registry.
+
+    `snoop_curve_clients_rejected_total{endpoint}`: CurveZMQ clients whose key is not in
+    the bound socket's allow-list (0 for sockets without CURVE).
+    """
+
+    def __init__(self, sockets: Iterable[Sender | Receiver]) -> None:
+        self.sockets = tuple(sockets)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "snoop_curve_clients_rejected",
+            "CurveZMQ clients refused: their key is not in SNOOP_CURVE_ALLOWED_KEYS",
+            labels=["endpoint"])
+        for sock in self.sockets:
+            family.add_metric([sock.endpoint], sock.auth_rejected)
+        yield family
 
 
 def new_context() -> Context:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import zmq
+from prometheus_client import CollectorRegistry
 
 from snoop.common.protocol import (
     TIME_MAX_AHEAD,
@@ -23,6 +24,7 @@ from snoop.common.transport import (
     Receiver,
     Security,
     Sender,
+    SocketCollector,
     TransportError,
     generate_keypair,
     new_context,
@@ -138,6 +140,10 @@ def test_curve_allows_listed_clients_only(context, curve_keys, caplog):
         refused = [r for r in caplog.records if "refused a CurveZMQ client" in r.getMessage()]
         assert len(refused) == 1
         assert refused[0].endpoint == endpoint and refused[0].client_key
+        registry = CollectorRegistry()
+        registry.register(SocketCollector([receiver]))
+        assert registry.get_sample_value("snoop_curve_clients_rejected_total",
+                                         {"endpoint": endpoint}) == receiver.auth_rejected
     finally:
         receiver.close(linger=0)
 
