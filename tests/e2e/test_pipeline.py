@@ -30,7 +30,7 @@ EXCLUDED = (b"/proc", b"/sys", b"/dev")
 class SnoopRun:
     """`snoop run` as a subprocess, tracing one test cgroup, reporting to one file."""
 
-    def __init__(self, tmp: Path, cgroup_rel: str) -> None:
+    def __init__(self, tmp: Path, cgroup_rel: str, extra_env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.report = tmp / "report.json"
         self.run_dir = tmp / "run"
@@ -44,6 +44,7 @@ class SnoopRun:
             "SNOOP_RUN_DIR": str(self.run_dir),
             "SNOOP_REPORT_INTERVAL": "1s",
             "SNOOP_METRICS_ADDR": f"127.0.0.1:{self.port}",
+            **(extra_env or {}),
         }
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (lives as long as the run)
         self.proc = subprocess.Popen([*SNOOP, "run"], env=env, stdout=self._log,
@@ -70,6 +71,13 @@ class SnoopRun:
             return set()
         data = json.loads(self.report.read_bytes())
         return {p.encode("utf-8", "surrogateescape") for p in data["files"]}
+
+    def report_data(self) -> dict:
+        return json.loads(self.report.read_bytes())
+
+    def peak_rss_kb(self, program: str) -> int:
+        with open(f"/proc/{self.pid_of(program)}/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
 
     def wait_for_files(self, wanted: set[bytes], timeout: float = 30.0) -> set[bytes]:
         deadline = time.monotonic() + timeout
