@@ -254,6 +254,7 @@ def test_node_mode_writes_one_report_per_workload(tmp_path: Path, procs, tracers
             tracer.send_batch([b"/b", b"/tmp/x.log", b"/tmp/x.txt"], workload=service)]
     tracer.wait_persisted(seqs)
     wait_report(report_dir / report_filename(service.key), lambda r: b"/b" in r.files)
+    wait_report(report_dir / report_filename(WORKLOAD.key), lambda r: b"/a" in r.files)
     by_name = {name: load_report(report_dir / name) for name in os.listdir(report_dir)
                if not name.startswith(".")}
     assert {name: set(r.files) for name, r in by_name.items()} == {
@@ -416,9 +417,9 @@ def test_reports_arrive_after_an_outage_that_outlasts_the_workload(tmp_path: Pat
     time.sleep(3.0)  # the workload is quiet; the endpoint is still down
     assert metric(reporter, "snoop_report_pushes_total") == 0
     api = endpoints(port)
-    wanted = delivered_versions(report_dir)
-    assert len(wanted) == 2
-    wait_until(lambda: wanted <= set(api.keys()), f"not delivered: {api.posts}", timeout=20)
+    assert len(delivered_versions(report_dir)) == 2
+    wait_until(lambda: delivered_versions(report_dir) <= set(api.keys()),
+               f"not delivered: {api.posts}", timeout=20)
     time.sleep(0.5)
     assert len(api.keys()) == len(set(api.keys()))  # each version exactly once
     assert {body["workload"] for body, _ in api.posts} == {WORKLOAD.key, service.key}
