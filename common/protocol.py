@@ -186,6 +186,9 @@ class TracerStats:
     events_by_syscall: Mapping[str, int] = field(default_factory=dict)
     attached: tuple[str, ...] = ()
     pending_dropped: int = 0  # unconfirmed events evicted from the re-send buffer
+    # (from, to) wall times in which no tracer was attached, found at this one's start:
+    # nothing of the targets was seen then.
+    unobserved: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,7 @@ def _stats_out(s: TracerStats) -> dict:
         "events_by_syscall": dict(s.events_by_syscall),
         "attached": list(s.attached),
         "pending_dropped": s.pending_dropped,
+        "unobserved": [list(interval) for interval in s.unobserved],
     }
 
 
@@ -523,7 +527,23 @@ def _decode_stats(value: Any, name: str, latest: float) -> TracerStats:
         pending_dropped=_want_count(
             _field(body, "pending_dropped", name), f"{name}.pending_dropped"
         ),
+        unobserved=_want_intervals(body.get("unobserved", []), f"{name}.unobserved", latest),
     )
+
+
+MAX_INTERVALS = 64
+
+
+def _want_intervals(value: Any, name: str, latest: float) -> tuple[tuple[float, float], ...]:
+    intervals = []
+    for i, raw in enumerate(_want_list(value, name, MAX_INTERVALS)):
+        pair = _want_list(raw, f"{name}[{i}]", 2, exact=2)
+        start = _want_time(pair[0], f"{name}[{i}][0]", latest)
+        end = _want_time(pair[1], f"{name}[{i}][1]", latest)
+        if end < start:
+            raise ProtocolError(f"{name}[{i}]: ends before it starts")
+        intervals.append((start, end))
+    return tuple(intervals)
 
 
 def _decode_tracer_stats(header: Header, body: dict, latest: float) -> TracerStats:

@@ -77,6 +77,25 @@ def add_counts(a: int, b: int) -> int:
     return min(a + b, COUNT_MAX)
 
 
+MAX_INTERVALS = 1000
+
+
+def merge_intervals(*groups: Iterable[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """The union of (from, to) intervals, sorted, overlapping ones joined. Past
+    MAX_INTERVALS the closest neighbours are joined: an interval may grow, never shrink,
+    so what was unobserved stays covered."""
+    merged: list[list[float]] = []
+    for start, end in sorted(i for group in groups for i in group):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    while len(merged) > MAX_INTERVALS:
+        _, at = min((merged[i + 1][0] - merged[i][1], i) for i in range(len(merged) - 1))
+        merged[at][1] = merged.pop(at + 1)[1]
+    return tuple((a, b) for a, b in merged)
+
+
 @dataclass
 class FileDetail:
     kinds: int = 0  # bit mask: 1 << AccessKind
@@ -107,10 +126,22 @@ class Coverage:
     paths_too_long: int = 0
     uncertain_paths: int = 0
     io_uring_ops: int = 0
+    # (from, to) wall times when no tracer was attached: nothing was seen then.
+    unobserved: tuple[tuple[float, float], ...] = ()
 
     def add(self, other: Coverage) -> None:
         for name in self.__dataclass_fields__:
-            setattr(self, name, add_counts(getattr(self, name), getattr(other, name)))
+            if name == "unobserved":
+                self.unobserved = merge_intervals(self.unobserved, other.unobserved)
+            else:
+                setattr(self, name, add_counts(getattr(self, name), getattr(other, name)))
+
+    def counters(self) -> dict[str, int]:
+        return {name: value for name, value in vars(self).items() if name != "unobserved"}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.counters(),
+                "unobserved": [[iso_time(a), iso_time(b)] for a, b in self.unobserved]}
 
     def add_capture(self, capture: CaptureCounts) -> None:
         for f in fields(capture):
@@ -119,6 +150,13 @@ class Coverage:
     def warnings(self) -> list[str]:
         """One line per counter whose cause the user should hear about in plain words."""
         lines = []
+        if self.unobserved:
+            seconds = sum(b - a for a, b in self.unobserved)
+            first = self.unobserved[0]
+            lines.append(f"no tracer was attached for {seconds:.1f} s in "
+                         f"{len(self.unobserved)} interval(s), the first from "
+                         f"{iso_time(first[0])} to {iso_time(first[1])}: files touched "
+                         "then may be missing")
         if self.io_uring_ops:
             lines.append(f"the workload used io_uring ({self.io_uring_ops} open/stat "
                          "requests), whose paths Snoop cannot see: the file list may be "
@@ -218,7 +256,7 @@ class Report:
             "file_details": details,
             "total_events": self.total_events,
             "dropped_events": self.dropped_events,
-            "coverage": dict(vars(self.coverage)),
+            "coverage": self.coverage.to_json(),
         }
 
     def dumps(self) -> str:
@@ -273,6 +311,20 @@ class _Reader:
             self.note(f"{name}: unreadable time {str(value)[:40]!r}")
             return fallback
 
+    def intervals(self, value: Any) -> tuple[tuple[float, float], ...]:
+        found = []
+        for raw in value if isinstance(value, list) else []:
+            if isinstance(raw, list) and len(raw) == 2:
+                start = self.time(raw[0], "coverage.unobserved", -1.0)
+                end = self.time(raw[1], "coverage.unobserved", -1.0)
+                if 0 <= start <= end:
+                    found.append((start, end))
+                    continue
+            self.note(f"coverage.unobserved: unreadable interval {str(raw)[:40]!r}")
+        if not isinstance(value, list):
+            self.note("coverage.unobserved: expected a list")
+        return merge_intervals(found)
+
     def count(self, value: Any, name: str) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return min(value, COUNT_MAX)
@@ -306,8 +358,9 @@ class _Reader:
         raw_coverage = self.mapping(data.get("coverage"), "coverage")
         coverage = Coverage(**{
             name: self.count(raw_coverage.get(name, 0), f"coverage.{name}")
-            for name in Coverage.__dataclass_fields__
+            for name in Coverage.__dataclass_fields__ if name != "unobserved"
         })
+        coverage.unobserved = self.intervals(raw_coverage.get("unobserved", []))
         if not raw_coverage and data.get("dropped_events"):
             coverage.kernel_dropped = self.count(data["dropped_events"], "dropped_events")
         labels = self.mapping(data.get("labels"), "labels")

@@ -24,7 +24,7 @@ from typing import Any
 
 from snoop.common.config import Config
 from snoop.common.protocol import COUNT_MAX, FileUpdates, TracerStats, Workload
-from snoop.common.report import Report, add_counts
+from snoop.common.report import Report, add_counts, merge_intervals
 
 log = logging.getLogger("snoop.reporter")
 
@@ -168,6 +168,8 @@ class ReportStore:
         self.dirty: set[str] = set()
         self.tracers = TracerCounters()
         self.message_gaps = 0
+        # Reporter-wide, like the tracer counters: when no tracer was attached.
+        self.unobserved: tuple[tuple[float, float], ...] = ()
         self.invalid_messages = 0
 
     def key_for(self, workload_key: str) -> str:
@@ -225,6 +227,10 @@ class ReportStore:
         global_change = False
         for stats in updates.tracer_stats:
             global_change |= self.tracers.update(stats, now)
+            if stats.unobserved:
+                merged = merge_intervals(self.unobserved, stats.unobserved)
+                global_change |= merged != self.unobserved
+                self.unobserved = merged
         if updates.gaps or updates.invalid_messages:
             self.message_gaps = add_counts(self.message_gaps, updates.gaps)
             self.invalid_messages = add_counts(self.invalid_messages, updates.invalid_messages)
@@ -257,18 +263,29 @@ class ReportStore:
             setattr(coverage, name, value)
         coverage.message_gaps = self.message_gaps
         coverage.invalid_messages = self.invalid_messages
+        # The intervals that concern this workload: those that end after it was first seen.
+        coverage.unobserved = merge_intervals(
+            coverage.unobserved,
+            [i for i in self.unobserved if not report.started_at or i[1] >= report.started_at])
         return report.dumps()
 
     # ------------------------------------------------------------ state file
 
     def state_json(self) -> dict[str, Any]:
         return {"tracers": self.tracers.to_json(), "message_gaps": self.message_gaps,
-                "invalid_messages": self.invalid_messages}
+                "invalid_messages": self.invalid_messages,
+                "unobserved": [list(i) for i in self.unobserved]}
 
     def load_state(self, data: Mapping[str, Any]) -> None:
         self.tracers.load_json(data.get("tracers", {}))
         self.message_gaps = _count(data.get("message_gaps", 0), "message_gaps")
         self.invalid_messages = _count(data.get("invalid_messages", 0), "invalid_messages")
+        raw = data.get("unobserved", [])
+        self.unobserved = merge_intervals(
+            (float(e[0]), float(e[1])) for e in (raw if isinstance(raw, list) else [])
+            if isinstance(e, list) and len(e) == 2
+            and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in e)
+            and e[0] <= e[1])
 
     def settle_counters(self) -> None:
         """After loading: reporter-wide counters are never below what a report says."""
@@ -278,6 +295,7 @@ class ReportStore:
                 floor[name] = max(floor[name], getattr(report.coverage, name))
             self.message_gaps = max(self.message_gaps, report.coverage.message_gaps)
             self.invalid_messages = max(self.invalid_messages, report.coverage.invalid_messages)
+            self.unobserved = merge_intervals(self.unobserved, report.coverage.unobserved)
         self.tracers.raise_floor(floor)
 
     def unique_files(self) -> dict[str, int]:

@@ -147,7 +147,7 @@ def _slim(args: argparse.Namespace, tree: ImageTree, reports: list, includes: li
         notes.append(write_tar(tree, kept, os.path.join(args.out, "rootfs.tar")))
 
     summary = _summary(tree, merged.files, keep, before, after, packages)
-    summary["coverage"] = dict(vars(merged.coverage))
+    summary["coverage"] = merged.coverage.to_json()
     write_atomically(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=1) + "\n")
     _print(args, tree, keep, summary, before, after, packages)
     _print_warnings(keep, notes, merged.coverage)
@@ -232,7 +232,9 @@ def _print(args: argparse.Namespace, tree: ImageTree, keep: KeepSet, summary: di
 
 def _print_warnings(keep: KeepSet, notes: list[WriteNotes], coverage: Coverage) -> None:
     warnings = []
-    lost = {name: value for name, value in vars(coverage).items() if value}
+    lost = {name: value for name, value in coverage.counters().items() if value}
+    if coverage.unobserved:
+        lost["unobserved_intervals"] = len(coverage.unobserved)
     if lost:
         counters = ", ".join(f"{name}={value}" for name, value in lost.items())
         warnings.append(f"the reports may be incomplete ({counters}): the slim image may "

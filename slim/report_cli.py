@@ -100,7 +100,7 @@ def summarize(report: Report, depth: int) -> dict[str, Any]:
     for path in report.files:
         key = directory_of(path, depth)
         by_directory[key] = by_directory.get(key, 0) + 1
-    coverage = dict(vars(report.coverage))
+    coverage = report.coverage.to_json()
     return {
         "workload": report.workload,
         "container_id": report.container_id,
@@ -176,7 +176,11 @@ def _summary(args: argparse.Namespace) -> int:
         print(f"  {count:7d}  {kind}")
     print("\ncoverage:")
     for name, value in summary["coverage"].items():
-        print(f"  {value:7d}  {name}")
+        if name == "unobserved":
+            for start, end in value:
+                print(f"  unobserved from {start} to {end}")
+        else:
+            print(f"  {value:7d}  {name}")
     print("  complete: yes, nothing was lost" if summary["complete"]
           else "  complete: NO, files may be missing from this report (see the counters)")
     for line in summary["warnings"]:

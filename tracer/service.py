@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from snoop.common.config import Config, TargetMode
 from snoop.common.protocol import (
+    MAX_INTERVALS,
     CaptureCounts,
     Checkpoint,
     Event,
@@ -124,8 +125,8 @@ class Tracer:
                                      self._own_cgroup(config))
         self.batch = BatchBuilder(config.batch_max_events, config.batch_max_delay)
         self.pending = PendingBatches(config.pending_max)
-        # A reporter confirms only after its next write: re-sending sooner is wasted.
-        self.resend_after = max(config.resend_after, 2 * config.report_interval)
+        # A reporter confirms once its journal is synced (about every 100 ms).
+        self.resend_after = config.resend_after
         self.context = new_context()
         security = Security(config.curve_secret_key, config.curve_server_key,
                             config.curve_allowed_keys, config.insecure_tcp)
@@ -146,6 +147,7 @@ class Tracer:
         self.bases_log = BasesLog(os.path.join(run_dir, "tracer-bases.log"))
         self._kernel_baseline: dict[int, int] = {}
         self._blocked = False  # the last send was refused: hold until one goes through
+        self.unobserved: list[tuple[float, float]] = []  # when no tracer was attached
 
     # ------------------------------------------------------------ setup
 
@@ -185,6 +187,12 @@ class Tracer:
                 batch.header.seq, batch.events, dict(batch.workloads),
                 created_at=batch.sent_at, last_sent=0.0, times_sent=1,
                 coverage=dict(batch.coverage), sender=batch.header.sender))
+        if not self.probe.adopted and self.state.observed_until > 0:
+            # The kernel side did not live on: nothing was seen from when the last
+            # tracer stopped observing until now.
+            self.unobserved.append((self.state.observed_until, self.clock()))
+            log.warning("capture was interrupted: nothing seen in between", extra={
+                "from": self.state.observed_until, "to": self.clock()})
         if self.probe.adopted and self.state.digest == digest:
             for serial, path in self.bases_log.replay():
                 self.resolver.learn(serial, path, replayed=True)
@@ -357,6 +365,7 @@ class Tracer:
             unresolved=self.translator.unresolved,
             events_by_syscall=self.syscall_counts(),
             attached=self.probe.attached if self.probe else (),
+            unobserved=tuple(self.unobserved[-MAX_INTERVALS:]),
         )
         self.sender.send(stats)
         # After the send: a kill in between makes the next incarnation count those again

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from snoop.common.report import parse_iso_time
 from tests.e2e.test_pipeline import READY_TIMEOUT, SnoopRun
 from tests.support.net import is_ready
 
@@ -100,3 +101,32 @@ def test_all_three_sigkilled_at_once_lose_no_file(snoop_run, cgroup, tmp_path):
         time.sleep(1.0)
 
     run_under_kills(snoop_run, cgroup, tmp_path, kill)
+
+
+def test_time_with_no_tracer_attached_is_an_unobserved_interval(tmp_path, cgroup):
+    """Stopped cleanly, the kernel side goes; started again, the tracer says from when to
+    when nothing was seen, and the report is no longer complete."""
+    first = SnoopRun(tmp_path, cgroup.rel)
+    try:
+        assert first.stop() == 0, first.log()
+    finally:
+        first.close()
+    stopped_at = time.time()
+    time.sleep(1.0)  # what happens now is seen by nobody
+    second = SnoopRun(tmp_path, cgroup.rel)
+    try:
+        deadline = time.monotonic() + 30
+        intervals: list = []
+        while time.monotonic() < deadline and not intervals:
+            time.sleep(0.5)
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                intervals = second.report_data()["coverage"]["unobserved"]
+        assert len(intervals) == 1, intervals
+        start, end = (parse_iso_time(t) for t in intervals[0])
+        assert start <= stopped_at + 0.5 and end >= stopped_at + 1.0, (start, end, stopped_at)
+        summary = subprocess.run([sys.executable, "-m", "snoop.cli", "report", "summary",
+                                  str(second.report)], capture_output=True, text=True)
+        assert "complete: NO" in summary.stdout and "no tracer was attached" in summary.stdout
+        assert second.stop() == 0, second.log()
+    finally:
+        second.close()
