@@ -22,7 +22,7 @@ class ProcessorCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         p = self.pipeline
         with p.lock:
-            c, d, o = p.counts, p.dedup.counts, p.outbox.counts
+            c, d, o, g = p.counts, p.dedup.counts, p.outbox, p.gaps
             simple = [
                 ("snoop_batches_received", "event batches received from tracers", c.batches),
                 ("snoop_batches_resent", "re-sent batches received (dedup bypassed)",
@@ -33,16 +33,18 @@ class ProcessorCollector(Collector):
                 ("snoop_unresolved_paths", "events whose relative path the tracer could not "
                  "resolve", c.unresolved),
                 ("snoop_messages_invalid", "malformed messages dropped", c.invalid),
-                ("snoop_message_gaps", "tracer messages missing from seq numbering",
-                 p.gaps.total),
+                ("snoop_message_gaps", "tracer messages lost: seqs missing for good "
+                 "(docs/processor.md)", g.total),
+                ("snoop_messages_late", "tracer messages that came after newer ones and "
+                 "filled a seq hole", g.late),
+                ("snoop_message_seq_restarts", "tracer seq jumps too large to be loss "
+                 "(restarted numbering or a corrupt seq)", g.restarts),
                 ("snoop_updates_sent", "FileUpdates messages sent to the reporter",
                  c.updates_sent),
-                ("snoop_update_sends_blocked", "FileUpdates sends refused (reporter away)",
-                 c.sends_blocked),
-                ("snoop_updates_dropped", "pending update units dropped over the memory cap",
-                 o.dropped_units),
-                ("snoop_updates_dropped_files", "files in dropped pending update units",
-                 o.dropped_files),
+                ("snoop_update_sends_blocked", "FileUpdates sends refused (reporter slow or "
+                 "away)", c.sends_blocked),
+                ("snoop_intake_pauses", "times the outbox filled and the processor stopped "
+                 "taking in tracer messages", c.intake_pauses),
                 ("snoop_unique_file_cap_hits", "new paths forwarded but not remembered "
                  "(workload at SNOOP_MAX_UNIQUE_FILES)", d.cap_hits),
             ]
@@ -52,8 +54,21 @@ class ProcessorCollector(Collector):
             by_syscall = p.tracers.events_by_syscall()
             dropped = p.tracers.dropped()
             unique = p.dedup.unique_files()
-            pending = p.outbox.pending_files
-            tracers = len(p.tracers)
+            gauges = [
+                ("snoop_pending_files", "files waiting to be sent to the reporter",
+                 o.pending_files),
+                ("snoop_pending_units", "FileUpdates messages' worth of content waiting",
+                 o.pending_units()),
+                ("snoop_pending_files_peak", "most files waiting at once since start",
+                 o.peak_files),
+                ("snoop_pending_units_peak", "most units waiting at once since start",
+                 o.peak_units),
+                ("snoop_intake_paused", "1 while the outbox is full and intake stops",
+                 int(p.paused)),
+                ("snoop_open_seq_holes", "tracer seqs missing but not yet counted as gaps "
+                 "(they may still come)", g.open_seqs()),
+                ("snoop_tracers", "tracer senders known", len(p.tracers)),
+            ]
         for name, doc, value in simple:
             yield CounterMetricFamily(name, doc, value=value)
         family = CounterMetricFamily("snoop_files_forwarded", "path sightings forwarded, by why",
@@ -78,9 +93,8 @@ class ProcessorCollector(Collector):
         for key, value in sorted(unique.items()):
             family.add_metric([key], value)
         yield family
-        yield GaugeMetricFamily("snoop_pending_files", "files waiting to be sent to the reporter",
-                                value=pending)
-        yield GaugeMetricFamily("snoop_tracers", "tracer senders known", value=tracers)
+        for name, doc, value in gauges:
+            yield GaugeMetricFamily(name, doc, value=value)
 
 
 def register(registry: CollectorRegistry, pipeline: Pipeline) -> ProcessorCollector:

@@ -2,8 +2,10 @@
 
 `Pipeline.handle()` takes one validated message; `Pipeline.flush(send)` hands every
 pending FileUpdates to `send` (a `Sender.send`: False means "not sent, keep it") until
-one is refused. Counters are plain integers; `snoop.processor.metrics` exposes them.
-A lock guards the state so the metrics thread reads a consistent view.
+one is refused. `Pipeline.has_room()` is the flow-control gate: while it is False the
+caller takes in no tracer message (processor/flow.py), so nothing pending is ever
+dropped. Counters are plain integers; `snoop.processor.metrics` exposes them. A lock
+guards the state so the metrics thread reads a consistent view.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class PipelineCounts:
     invalid: int = 0
     updates_sent: int = 0
     sends_blocked: int = 0
+    intake_pauses: int = 0  # times the outbox filled up and intake stopped
 
 
 class Pipeline:
@@ -50,9 +53,19 @@ class Pipeline:
         self.lock = threading.Lock()
         self._seq = 0
         self._logged_caps: set[str] = set()
-        self._logged_drops = 0
+        self.paused = False  # the last has_room() said no
 
     # ------------------------------------------------------------ input
+
+    def has_room(self) -> bool:
+        """Whether the outbox may take another tracer message (it holds less than it
+        should); False until sends to the reporter make room."""
+        with self.lock:
+            full = self.outbox.full()
+            if full and not self.paused:
+                self.counts.intake_pauses += 1
+            self.paused = full
+            return not full
 
     def handle(self, message: Message) -> None:
         with self.lock:
@@ -125,13 +138,6 @@ class Pipeline:
             log.warning("workload reached the unique-file cap; further new paths are "
                         "forwarded but not remembered",
                         extra={"workload": key, "max_unique_files": self.dedup.max_unique_files})
-        dropped = self.outbox.counts.dropped_units
-        if dropped != self._logged_drops:
-            self._logged_drops = dropped
-            log.warning("reporter unreachable and pending updates over their cap: dropped the "
-                        "oldest; tracers re-send what was not checkpointed",
-                        extra={"dropped_units": dropped,
-                               "dropped_files": self.outbox.counts.dropped_files})
 
     # ------------------------------------------------------------ output
 

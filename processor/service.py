@@ -1,9 +1,10 @@
 """The processor process: sockets, the receive/flush loop and an orderly stop.
 
-Loop: wait up to the next flush for tracer messages, hand each to the pipeline, and
-every ~100 ms (at once when a unit is full) flush pending FileUpdates to the reporter.
-A refused send leaves everything pending and backs off up to a second. On stop, drain
-what the socket already holds, flush until empty or the deadline, and leave.
+The loop is flow.turn() over and over: take in at most a few tracer messages while the
+outbox has room, flush to the reporter when due. When the reporter does not keep up the
+processor stops taking in, and the tracers feel it as refused sends (processor/flow.py).
+On stop, drain what the socket holds as far as it can be handed on, flush until empty
+or the deadline, and leave.
 """
 
 from __future__ import annotations
@@ -20,17 +21,16 @@ from prometheus_client import CollectorRegistry
 
 from snoop.common.config import Config
 from snoop.common.health import HealthServer
-from snoop.common.protocol import MessageType
+from snoop.common.protocol import FileUpdates, MessageType
 from snoop.common.transport import Receiver, Security, Sender, TransportError, new_context
-from snoop.processor import metrics
+from snoop.processor import flow, metrics
 from snoop.processor.pipeline import Pipeline
 
 log = logging.getLogger("snoop.processor")
 
-FLUSH_EVERY = 0.1
-MAX_BACKOFF = 1.0
 DRAIN_FOR = 1.5  # on stop: read what tracers already sent
 STOP_WITHIN = 3.0  # on stop: give up flushing after this long (whole stop stays < 5 s)
+QUIET = 10.0  # "reporter takes updates again" only after this long without a refusal
 
 
 def security(config: Config) -> Security:
@@ -79,9 +79,10 @@ def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | N
     log.info("processor ready", extra={"events": receiver.endpoint, "updates": sender.endpoint,
                                        "metrics_port": health.port,
                                        "sender": pipeline.sender_id})
+    link = ReporterLink(sender)
     try:
-        _loop(pipeline, receiver, sender, stop, clock)
-        _finish(pipeline, receiver, sender, clock)
+        _loop(pipeline, receiver, link, stop, clock)
+        _finish(pipeline, receiver, link, clock)
     finally:
         receiver.close(linger=0)
         sender.close(linger=1000)
@@ -90,51 +91,55 @@ def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | N
     return 0
 
 
-def _loop(pipeline: Pipeline, receiver: Receiver, sender: Sender, stop: threading.Event,
+class ReporterLink:
+    """The updates Sender as flow control needs it (an `flow.Outlet`).
+
+    transport.Sender cannot yet wait for room to send (ZeroMQ's POLLOUT), so
+    `wait_writable` sleeps its timeout and cannot tell: the loop then retries on its
+    backoff, and a refused try costs one encode.
+    """
+
+    def __init__(self, sender: Sender, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.sender = sender
+        self.endpoint = sender.endpoint
+        self._sleep = sleep
+
+    def send(self, message: FileUpdates) -> bool:
+        return self.sender.send(message)
+
+    def wait_writable(self, timeout: float) -> bool:
+        if timeout > 0:
+            self._sleep(timeout)
+        return False
+
+
+def _loop(pipeline: Pipeline, receiver: Receiver, outlet: flow.Outlet, stop: threading.Event,
           clock: Callable[[], float]) -> None:
-    next_flush = clock() + FLUSH_EVERY
-    backoff = FLUSH_EVERY
-    reporter_away = False
+    pacer = flow.Pacer(next_flush=clock() + flow.FLUSH_EVERY)
+    warned = False
+    last_refusal = 0.0
     while not stop.is_set():
-        message = receiver.recv(timeout=max(0.0, min(next_flush - clock(), FLUSH_EVERY)))
-        if message is not None:
-            pipeline.handle(message)
-            for more in receiver.recv_all(limit=1000):
-                pipeline.handle(more)
-        pipeline.note_invalid(receiver.invalid)
-        now = clock()
-        # A full unit goes out at once, unless the reporter is away: then back off.
-        if now < next_flush and (reporter_away or not pipeline.backlog()):
-            continue
-        if pipeline.flush(sender.send):
-            backoff = FLUSH_EVERY
-            if reporter_away:
-                reporter_away = False
-                log.info("reporter reachable again")
-        else:
-            backoff = min(MAX_BACKOFF, backoff * 2)
-            if not reporter_away:
-                reporter_away = True
-                log.warning("reporter not reachable; keeping updates and retrying",
-                            extra={"endpoint": sender.endpoint})
-        next_flush = now + backoff
+        flow.turn(pipeline, receiver, outlet, pacer, clock)
+        # Log the reporter's push-back once, not at every refused try of a slow reporter.
+        if pacer.refused:
+            last_refusal = clock()
+            if not warned:
+                warned = True
+                log.warning("reporter not taking updates (slow or away): keeping them, and "
+                            "taking in no tracer messages while the outbox is full",
+                            extra={"endpoint": outlet.endpoint,
+                                   "pending_files": pipeline.outbox.pending_files})
+        elif warned and clock() - last_refusal >= QUIET:
+            warned = False
+            log.info("reporter takes updates again",
+                     extra={"intake_pauses": pipeline.counts.intake_pauses})
 
 
-def _finish(pipeline: Pipeline, receiver: Receiver, sender: Sender,
+def _finish(pipeline: Pipeline, receiver: Receiver, outlet: flow.Outlet,
             clock: Callable[[], float]) -> None:
-    started = clock()
-    while clock() - started < DRAIN_FOR:
-        messages = receiver.recv_all(limit=1000)
-        if not messages:
-            break
-        for message in messages:
-            pipeline.handle(message)
-    pipeline.note_invalid(receiver.invalid)
-    while not pipeline.flush(sender.send):
-        if clock() - started > STOP_WITHIN:
-            log.error("stopping with updates the reporter did not take; tracers re-send them",
-                      extra={"pending_files": pipeline.outbox.pending_files})
-            return
-        time.sleep(0.05)
+    if not flow.finish(pipeline, receiver, outlet, clock, DRAIN_FOR, STOP_WITHIN):
+        log.error("stopping with updates the reporter did not take; tracers re-send them",
+                  extra={"pending_files": pipeline.outbox.pending_files})
+        return
     log.info("processor stopped", extra={"batches": pipeline.counts.batches,
                                          "updates_sent": pipeline.counts.updates_sent})

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from snoop.common import transport
 from snoop.common.config import Config
 from snoop.common.protocol import (
     AccessKind,
@@ -23,10 +24,14 @@ from snoop.common.protocol import (
     Workload,
 )
 from snoop.common.transport import Receiver, Sender, new_context
+from snoop.processor.outbox import MAX_PENDING_FILES, MAX_PENDING_UNITS
 from snoop.processor.service import serve
 from tests.support.net import free_port
 
 W = Workload("w1", "/docker/w1", "w1")
+# Messages an ipc:// link holds beyond both high-water marks: the kernel's socket buffers
+# and ZeroMQ's write batching (measured: up to 102 batches of 50 paths, with HWMs of 4).
+KERNEL_SLACK = 200
 
 
 class Running:
@@ -121,7 +126,7 @@ def test_forwards_new_files_and_covers(running: Running) -> None:
     try:
         running.send(batch(1, b"/etc/passwd", b"/dev/null"))
         running.send(batch(2, b"/etc/passwd", b"/bin//sh"))
-        running.send(TracerStats(Header("t1", 3), 1.0, 0, 0, 0, {"openat": 3}))
+        running.send(TracerStats(Header("t1", 3), time.time(), 0, 0, 0, {"openat": 3}))
         got = collect(reporter, lambda g: covered(g) >= {1, 2, 3})
         assert paths_in(got) == {b"/etc/passwd", b"/bin/sh"}
         status, text = running.http("/metrics")
@@ -169,3 +174,102 @@ def test_stop_without_reporter_gives_up_in_time(running: Running) -> None:
     running.send(batch(1, b"/never/delivered"))
     time.sleep(0.2)
     assert running.finish() == 0  # finish() also checks it took under 5.5 s
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def flood(running: Running, first: int, count: int, per_batch: int,
+          stalled_for: float = 0.0, within: float = 20.0) -> tuple[int, int]:
+    """Send batches of new paths as a tracer does: a refused batch is held and retried.
+    With `stalled_for`, stop once sends stay refused that long; returns (sent, refusals)."""
+    sent = refusals = 0
+    deadline = time.monotonic() + within
+    seq = first
+    refused_since = None
+    while seq < first + count:
+        assert time.monotonic() < deadline, f"flood stuck at seq {seq}"
+        if running.tracer.send(batch(seq, *[b"/flood/%d/%d" % (seq, i)
+                                            for i in range(per_batch)])):
+            sent += 1
+            seq += 1
+            refused_since = None
+            continue
+        refusals += 1
+        now = time.monotonic()
+        refused_since = refused_since or now
+        if stalled_for and now - refused_since >= stalled_for:
+            break
+        time.sleep(0.002)
+    return sent, refusals
+
+
+def wait_until_paused(running: Running) -> None:
+    deadline = time.monotonic() + 10
+    while metric(running.http("/metrics")[1], "snoop_intake_paused") != 1.0:
+        assert time.monotonic() < deadline, "the processor never filled its outbox"
+        time.sleep(0.02)
+
+
+def test_a_stalled_processor_pushes_back_to_the_tracer(running: Running) -> None:
+    """No reporter: the outbox fills, intake stops, the events socket's high-water marks
+    fill, and the tracer's non-blocking send is refused for good."""
+    per_batch = 50
+    sent, refusals = flood(running, 1, 100_000, per_batch, stalled_for=0.5)
+    wait_until_paused(running)
+    # Refused for good now: the processor takes nothing more.
+    more, refusals_after = flood(running, sent + 1, 100_000, per_batch, stalled_for=0.5)
+    sent += more
+    assert refusals and refusals_after
+    text = running.http("/metrics")[1]
+    assert metric(text, "snoop_intake_paused") == 1.0
+    assert metric(text, "snoop_intake_pauses_total") == 1.0
+    taken = metric(text, "snoop_batches_received_total")
+    assert metric(text, "snoop_pending_files") == taken * per_batch
+    assert taken * per_batch < MAX_PENDING_FILES + per_batch
+    # What the processor did not take waits in ZeroMQ's queues: the tracer's send HWM,
+    # the processor's receive HWM, and what the kernel's socket buffers hold.
+    queued = sent - taken
+    assert queued <= transport.SEND_HWM + transport.RECV_HWM + KERNEL_SLACK, queued
+
+
+def test_a_flood_into_a_reporter_that_comes_late_and_is_slow_loses_nothing(
+        running: Running) -> None:
+    per_batch = 200
+    # The reporter is away: the processor takes in up to its bound, then stops.
+    sent, _ = flood(running, 1, 400, per_batch, stalled_for=0.3)
+    wait_until_paused(running)
+    reporter = Receiver(running.context, running.config.endpoint("updates"),
+                        (MessageType.FILE_UPDATES,), bind=True)
+    got: list[FileUpdates] = []
+    stop = threading.Event()
+
+    def slow_reporter() -> None:
+        while not stop.is_set():
+            message = reporter.recv(0.05)
+            if message is not None:
+                got.append(message)
+                time.sleep(0.01)  # applies and writes slowly
+
+    thread = threading.Thread(target=slow_reporter)
+    thread.start()
+    try:
+        flood(running, sent + 1, 400 - sent, per_batch)
+        deadline = time.monotonic() + 30
+        while covered(got) != set(range(1, 401)):
+            assert time.monotonic() < deadline, f"covered {len(covered(got))} of 400"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join()
+        reporter.close(linger=0)
+    assert paths_in(got) == {b"/flood/%d/%d" % (seq, i) for seq in range(1, 401)
+                             for i in range(per_batch)}
+    text = running.http("/metrics")[1]
+    assert metric(text, "snoop_intake_pauses_total") >= 1
+    assert metric(text, "snoop_pending_files_peak") < MAX_PENDING_FILES + per_batch
+    assert metric(text, "snoop_pending_units_peak") <= MAX_PENDING_UNITS + 1
