@@ -28,7 +28,7 @@ from snoop.reporter import metrics
 from snoop.reporter.delivery import DeliveryLog
 from snoop.reporter.durable import SYNC_EVERY, DurableReporter
 from snoop.reporter.push import Pusher
-from snoop.reporter.writer import ReportFiles
+from snoop.reporter.writer import ReportFiles, UnreadableReport
 
 log = logging.getLogger("snoop.reporter")
 
@@ -66,6 +66,10 @@ def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | N
         reporter.load()
     except OSError as exc:
         log.error("cannot use the report location", extra={"error": str(exc)})
+        reporter.close()
+        return 1
+    except UnreadableReport as exc:
+        log.error(str(exc))
         reporter.close()
         return 1
     try:

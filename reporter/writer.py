@@ -13,8 +13,12 @@ Layout:
   (`/system.slice/cron.service` -> `system.slice_cron.service-<hash>.json`). The key
   itself is inside the report (`workload`), which is what loading trusts.
 
-A file that cannot be parsed at start is renamed `NAME.corrupt-<UTC time>` (never
-deleted) and its workload starts fresh.
+A report that cannot be read at all at start (not JSON, not a report) stops the
+reporter with one line naming it, untouched: its state may say batches are persisted
+whose files only that report holds, so starting without it would lose them silently.
+(A report read in part keeps every readable path; see reporter/core.py.) A state file
+that cannot be parsed is renamed `NAME.corrupt-<UTC time>` (never deleted); tracers then
+re-send what they hold unconfirmed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from typing import Any
 from snoop.common.report import Report, ReportError, load_report, write_atomically
 
 log = logging.getLogger("snoop.reporter")
+
+class UnreadableReport(RuntimeError):
+    """A report on disk that cannot be read; the message names it and says what to do."""
+
 
 DIR_STATE_NAME = ".snoop-reporter-state.json"
 DIR_JOURNAL_NAME = ".snoop-reporter.journal"
@@ -92,7 +100,7 @@ class ReportFiles:
     # ------------------------------------------------------------ loading
 
     def load_reports(self) -> list[tuple[str, Report]]:
-        """(key, report) for every report on disk; corrupt ones are moved aside."""
+        """(key, report) for every report on disk; UnreadableReport if one cannot be."""
         if self.sidecar:
             paths = [self.report_path] if os.path.exists(self.report_path) else []
         else:
@@ -107,8 +115,9 @@ class ReportFiles:
             try:
                 report = load_report(path)
             except ReportError as exc:
-                self._move_aside(path, str(exc))
-                continue
+                raise UnreadableReport(
+                    f"report {path} cannot be read ({exc}); it is left as it is: move it "
+                    "away (or repair it) and start again") from None
             if self.sidecar:
                 key = ""
             else:

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from snoop.common.protocol import (
 )
 from snoop.common.report import load_report, write_atomically
 from snoop.reporter.core import Reporter
-from snoop.reporter.writer import ReportFiles, report_filename
+from snoop.reporter.writer import ReportFiles, UnreadableReport, report_filename
 
 W1 = Workload("c1", "/docker/c1", "c1")
 W2 = Workload("/system.slice/cron.service", "/system.slice/cron.service", "")
@@ -199,30 +200,29 @@ def test_restart_loads_reports_and_state(tmp_path: Path) -> None:
         assert again.checkpoint().persisted == {"t1": ((1, 4),)}
 
 
-def test_corrupt_report_is_moved_aside_and_started_fresh(tmp_path: Path) -> None:
+def test_an_unreadable_report_stops_the_reporter_and_is_left_untouched(tmp_path: Path) -> None:
+    """Its state may say batches are persisted whose files only it holds: starting
+    without it would lose them silently."""
     (tmp_path / "report.json").write_text('{"files": [truncated')
-    r = make(tmp_path)
-    assert r.store.reports == {}
-    aside = [n for n in os.listdir(tmp_path) if n.startswith("report.json.corrupt-")]
-    assert aside == ["report.json.corrupt-20231114T221320Z"]
-    assert (tmp_path / aside[0]).read_text() == '{"files": [truncated'
-    r.apply(fu(1, {}, (W1, [b"/a"])))
-    assert r.write_round() is True
-    assert set(load_report(tmp_path / "report.json").files) == {b"/a"}
+    with pytest.raises(UnreadableReport, match="report.json cannot be read"):
+        make(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["report.json"]
+    assert (tmp_path / "report.json").read_text() == '{"files": [truncated'
 
 
-def test_corrupt_report_in_node_mode_and_corrupt_state(tmp_path: Path) -> None:
+def test_unreadable_report_in_node_mode_and_corrupt_state(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     reports.mkdir()
-    (reports / "c1.json").write_text("[]")
     (reports / "c2.json").write_text(json.dumps({"workload": "c2", "files": ["/ok"]}))
     (reports / ".snoop-reporter-state.json").write_text("{not json")
     r = make(tmp_path, node=True)
     assert set(r.store.reports) == {"c2"}
     names = sorted(os.listdir(reports))
-    assert any(n.startswith("c1.json.corrupt-") for n in names)
     assert any(n.startswith(".snoop-reporter-state.json.corrupt-") for n in names)
     assert r.checkpoint().persisted == {}
+    (reports / "c1.json").write_text("[]")
+    with pytest.raises(UnreadableReport, match="c1.json"):
+        make(tmp_path, node=True)
 
 
 def test_non_utf8_path_survives_json_and_restart(tmp_path: Path) -> None:
@@ -317,3 +317,16 @@ def test_a_processor_seq_jump_counts_no_gaps(tmp_path: Path) -> None:
     r.apply(fu(5, {}, (W1, [b"/d"])))
     assert (r.counts.gaps, r.counts.seq_jumps, r.store.message_gaps) == (2, 2, 2)
     assert set(r.store.reports[""].files) == {b"/a", b"/b", b"/c", b"/d"}  # content kept
+
+
+def test_reporter_process_refuses_an_unreadable_report_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "report.json").write_text("not a report")
+    env = {**os.environ, "SNOOP_REPORT_PATH": str(tmp_path / "report.json"),
+           "SNOOP_RUN_DIR": str(tmp_path / "run"), "SNOOP_METRICS_ADDR": "127.0.0.1:0"}
+    done = subprocess.run([sys.executable, "-m", "snoop.cli", "reporter"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if "cannot be read" in line]
+    assert len(lines) == 1, done.stderr + done.stdout
+    assert (tmp_path / "report.json").read_text() == "not a report"
