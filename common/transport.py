@@ -42,6 +42,12 @@ from snoop.common.protocol import Message, MessageType, ProtocolError, decode, e
 
 SEND_HWM = 2000
 RECV_HWM = 2000
+# The data links queue little, so a stage that cannot hand on pushes back at once (the
+# tracer then holds its records in the ring buffer) instead of piling up messages here:
+# event batches from tracers to the processor, file updates to the reporter.
+EVENTS_HWM = 16
+UPDATES_HWM = 4
+MAX_INVALID_PER_CALL = 64
 LINGER_MS = 2000
 RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 2000
@@ -182,7 +188,8 @@ class _Endpoint:
     """Shared socket life cycle for Sender and Receiver."""
 
     def __init__(self, context: zmq.Context, kind: int, endpoint: str, bind: bool,
-                 security: Security, clock: Callable[[], float]) -> None:
+                 security: Security, clock: Callable[[], float],
+                 hwm: int | None = None) -> None:
         self.endpoint = endpoint
         self.limiter = LogLimiter(log, clock=clock)
         self._context = context
@@ -195,8 +202,9 @@ class _Endpoint:
         self.socket.setsockopt(zmq.LINGER, LINGER_MS)
         self.socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
-        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
-        self.socket.setsockopt(zmq.RCVHWM, RECV_HWM)
+        # Before bind/connect: ZeroMQ copies the marks into each pipe it makes then.
+        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM if hwm is None else hwm)
+        self.socket.setsockopt(zmq.RCVHWM, RECV_HWM if hwm is None else hwm)
         try:
             if endpoint.startswith("tcp://"):
                 self.socket.setsockopt(zmq.IPV6, 1)  # tcp://[::1]:P; IPv4 still works
@@ -281,11 +289,15 @@ class Sender(_Endpoint):
 
     def __init__(self, context: zmq.Context, endpoint: str, *, bind: bool = False,
                  publish: bool = False, security: Security = Security(),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, hwm: int | None = None) -> None:
         super().__init__(context, zmq.PUB if publish else zmq.PUSH, endpoint, bind, security,
-                         clock)
+                         clock, hwm)
         self.sent = 0
         self.blocked = 0
+
+    def wait_writable(self, timeout: float) -> bool:
+        """True once a connected peer has room (PUSH with IMMEDIATE), within `timeout` s."""
+        return bool(self.socket.poll(int(timeout * 1000), zmq.POLLOUT))
 
     def send(self, message: Message) -> bool:
         try:
@@ -307,9 +319,9 @@ class Receiver(_Endpoint):
     def __init__(self, context: zmq.Context, endpoint: str, accepts: Iterable[MessageType], *,
                  bind: bool = True, subscribe: bool = False,
                  security: Security = Security(),
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, hwm: int | None = None) -> None:
         super().__init__(context, zmq.SUB if subscribe else zmq.PULL, endpoint, bind, security,
-                         clock)
+                         clock, hwm)
         if subscribe:
             self.socket.setsockopt(zmq.SUBSCRIBE, b"")
         self.accepts = frozenset(accepts)
@@ -318,9 +330,10 @@ class Receiver(_Endpoint):
         self.invalid = 0
 
     def recv(self, timeout: float = 0.0) -> Message | None:
-        """One valid message, or None if none arrived within `timeout` seconds."""
+        """One valid message, or None if none arrived within `timeout` seconds (or only
+        invalid ones: a peer sending garbage cannot keep one call from returning)."""
         deadline_ms = int(timeout * 1000)
-        while True:
+        for _ in range(MAX_INVALID_PER_CALL):
             if not self.socket.poll(deadline_ms, zmq.POLLIN):
                 return None
             data = self.socket.recv(flags=zmq.NOBLOCK)
@@ -335,6 +348,7 @@ class Receiver(_Endpoint):
                 continue
             self.received += 1
             return message
+        return None
 
     def recv_all(self, limit: int = 10_000) -> list[Message]:
         """Every message already waiting, up to `limit`, without blocking."""

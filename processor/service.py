@@ -21,8 +21,16 @@ from prometheus_client import CollectorRegistry
 
 from snoop.common.config import Config
 from snoop.common.health import HealthServer
-from snoop.common.protocol import FileUpdates, MessageType
-from snoop.common.transport import Receiver, Security, Sender, TransportError, new_context
+from snoop.common.protocol import MessageType
+from snoop.common.transport import (
+    EVENTS_HWM,
+    UPDATES_HWM,
+    Receiver,
+    Security,
+    Sender,
+    TransportError,
+    new_context,
+)
 from snoop.processor import flow, metrics
 from snoop.processor.pipeline import Pipeline
 
@@ -61,14 +69,15 @@ def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | N
     try:
         receiver = Receiver(context, config.endpoint("events"),
                             (MessageType.EVENT_BATCH, MessageType.TRACER_STATS),
-                            bind=True, security=security(config))
+                            bind=True, security=security(config), hwm=EVENTS_HWM)
     except TransportError as exc:
         log.error("cannot listen for tracers", extra={"error": str(exc)})
         health.stop()
         context.term()
         return 1
     try:
-        sender = Sender(context, config.endpoint("updates"), security=security(config))
+        sender = Sender(context, config.endpoint("updates"), security=security(config),
+                        hwm=UPDATES_HWM)
     except TransportError as exc:
         log.error("cannot reach the reporter", extra={"error": str(exc)})
         receiver.close(linger=0)
@@ -79,38 +88,15 @@ def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | N
     log.info("processor ready", extra={"events": receiver.endpoint, "updates": sender.endpoint,
                                        "metrics_port": health.port,
                                        "sender": pipeline.sender_id})
-    link = ReporterLink(sender)
     try:
-        _loop(pipeline, receiver, link, stop, clock)
-        _finish(pipeline, receiver, link, clock)
+        _loop(pipeline, receiver, sender, stop, clock)
+        _finish(pipeline, receiver, sender, clock)
     finally:
         receiver.close(linger=0)
         sender.close(linger=1000)
         context.term()
         health.stop()
     return 0
-
-
-class ReporterLink:
-    """The updates Sender as flow control needs it (an `flow.Outlet`).
-
-    transport.Sender cannot yet wait for room to send (ZeroMQ's POLLOUT), so
-    `wait_writable` sleeps its timeout and cannot tell: the loop then retries on its
-    backoff, and a refused try costs one encode.
-    """
-
-    def __init__(self, sender: Sender, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.sender = sender
-        self.endpoint = sender.endpoint
-        self._sleep = sleep
-
-    def send(self, message: FileUpdates) -> bool:
-        return self.sender.send(message)
-
-    def wait_writable(self, timeout: float) -> bool:
-        if timeout > 0:
-            self._sleep(timeout)
-        return False
 
 
 def _loop(pipeline: Pipeline, receiver: Receiver, outlet: flow.Outlet, stop: threading.Event,

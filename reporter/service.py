@@ -23,7 +23,14 @@ from prometheus_client import CollectorRegistry
 from snoop.common.config import Config
 from snoop.common.health import HealthServer
 from snoop.common.protocol import FileUpdates, MessageType
-from snoop.common.transport import Receiver, Security, Sender, TransportError, new_context
+from snoop.common.transport import (
+    UPDATES_HWM,
+    Receiver,
+    Security,
+    Sender,
+    TransportError,
+    new_context,
+)
 from snoop.reporter import metrics
 from snoop.reporter.delivery import DeliveryLog
 from snoop.reporter.durable import SYNC_EVERY, DurableReporter
@@ -93,7 +100,7 @@ def _serve(config: Config, reporter: DurableReporter, pusher: Pusher | None,
     sockets: list = []
     try:
         receiver = Receiver(context, config.endpoint("updates"), (MessageType.FILE_UPDATES,),
-                            bind=True, security=security(config))
+                            bind=True, security=security(config), hwm=UPDATES_HWM)
         sockets.append(receiver)
         publisher = Sender(context, config.endpoint("checkpoint"), bind=True, publish=True,
                            security=security(config))

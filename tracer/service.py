@@ -39,7 +39,7 @@ from snoop.common.protocol import (
     TracerStats,
     Workload,
 )
-from snoop.common.transport import Receiver, Security, Sender, new_context
+from snoop.common.transport import EVENTS_HWM, Receiver, Security, Sender, new_context
 from snoop.tracer import build, cgroups, records, syscalls
 from snoop.tracer.events import RecordTranslator
 from snoop.tracer.kernel import KernelSide
@@ -130,7 +130,8 @@ class Tracer:
         self.context = new_context()
         security = Security(config.curve_secret_key, config.curve_server_key,
                             config.curve_allowed_keys, config.insecure_tcp)
-        self.sender = Sender(self.context, config.endpoint("events"), security=security)
+        self.sender = Sender(self.context, config.endpoint("events"), security=security,
+                             hwm=EVENTS_HWM)
         self.checkpoints = Receiver(self.context, config.endpoint("checkpoint"),
                                     {MessageType.CHECKPOINT}, bind=False, subscribe=True,
                                     security=security)
@@ -367,7 +368,8 @@ class Tracer:
             attached=self.probe.attached if self.probe else (),
             unobserved=tuple(self.unobserved[-MAX_INTERVALS:]),
         )
-        self.sender.send(stats)
+        if not self.sender.send(stats) and self.seq == stats.header.seq:
+            self.seq -= 1  # not sent: the next message takes the seq, so no gap shows
         # After the send: a kill in between makes the next incarnation count those again
         # (too much, never too little).
         self.state.kernel_reported = {str(k): v for k, v in counters.items()}

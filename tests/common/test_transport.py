@@ -243,3 +243,23 @@ def test_log_limiter_counts_what_it_leaves_out(caplog):
         assert limiter.warning("a", "msg a")
     assert [(r.reason, r.suppressed) for r in caplog.records] == [
         ("a", 0), ("b", 0), ("other", 0), ("a", 1)]
+
+
+def test_a_peer_sending_only_garbage_cannot_hold_one_recv_call(tmp_path):
+    from snoop.common import transport
+
+    context = new_context()
+    endpoint = f"ipc://{tmp_path}/garbage.sock"
+    receiver = Receiver(context, endpoint, {MessageType.CHECKPOINT})
+    raw = context.socket(zmq.PUSH)
+    raw.connect(endpoint)
+    try:
+        for _ in range(transport.MAX_INVALID_PER_CALL + 10):
+            raw.send(b"not msgpack")
+        time.sleep(0.3)
+        assert receiver.recv(timeout=1.0) is None
+        assert receiver.invalid == transport.MAX_INVALID_PER_CALL
+    finally:
+        raw.close(linger=0)
+        receiver.close(linger=0)
+        context.term()

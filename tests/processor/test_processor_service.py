@@ -45,7 +45,7 @@ class Running:
         self.thread = threading.Thread(
             target=lambda: self.result.append(serve(self.config, self.stop, self.registry)))
         self.context = new_context()
-        self.tracer = Sender(self.context, self.config.endpoint("events"))
+        self.tracer = Sender(self.context, self.config.endpoint("events"), hwm=transport.EVENTS_HWM)
         self.thread.start()
         self.wait_ready()
 
@@ -234,7 +234,7 @@ def test_a_stalled_processor_pushes_back_to_the_tracer(running: Running) -> None
     # What the processor did not take waits in ZeroMQ's queues: the tracer's send HWM,
     # the processor's receive HWM, and what the kernel's socket buffers hold.
     queued = sent - taken
-    assert queued <= transport.SEND_HWM + transport.RECV_HWM + KERNEL_SLACK, queued
+    assert queued <= 2 * transport.EVENTS_HWM + KERNEL_SLACK, queued
 
 
 def test_a_flood_into_a_reporter_that_comes_late_and_is_slow_loses_nothing(
