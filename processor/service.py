@@ -28,6 +28,7 @@ from snoop.common.transport import (
     Receiver,
     Security,
     Sender,
+    SocketCollector,
     TransportError,
     new_context,
 )
@@ -84,6 +85,7 @@ def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | N
         health.stop()
         context.term()
         return 1
+    registry.register(SocketCollector([receiver, sender]))
     bound.set()
     log.info("processor ready", extra={"events": receiver.endpoint, "updates": sender.endpoint,
                                        "metrics_port": health.port,

@@ -31,6 +31,12 @@ class ReporterCollector(Collector):
                  c.checkpoints),
                 ("snoop_reports_corrupt", "corrupt files moved aside at start",
                  r.files.corrupt_moved),
+                ("snoop_reports_recovered", "reports loaded in part (the original kept)",
+                 c.recovered_reports),
+                ("snoop_message_seq_restarts", "processor seq jumps too big to be losses",
+                 c.seq_jumps),
+                ("snoop_tracer_stats_ignored", "tracer stats whose counters grew impossibly "
+                 "fast, ignored", r.store.tracers.ignored),
                 ("snoop_unique_file_cap_hits", "paths not kept: report at SNOOP_MAX_UNIQUE_FILES",
                  sum(rep.coverage.unique_file_cap_hits for rep in r.store.reports.values())),
             ]

@@ -28,6 +28,7 @@ from snoop.common.transport import (
     Receiver,
     Security,
     Sender,
+    SocketCollector,
     TransportError,
     new_context,
 )
@@ -116,6 +117,7 @@ def _serve(config: Config, reporter: DurableReporter, pusher: Pusher | None,
         pusher.start()
         for name, text in reporter.report_texts():
             pusher.submit(name, text)  # the pusher skips versions already delivered
+    registry.register(SocketCollector(sockets))
     bound.set()
     log.info("reporter ready", extra={
         "updates": receiver.endpoint, "checkpoint": publisher.endpoint,
