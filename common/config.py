@@ -281,7 +281,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("dedup_ttl", parse_duration, "re-send a deduplicated path after this long"),
     Option("batch_max_events", parse_positive_int, "events per message, at most"),
     Option("batch_max_delay", parse_duration, "how long a batch may wait before it is sent"),
-    Option("pending_max", parse_positive_int, "unconfirmed events a tracer keeps to re-send"),
+    Option("pending_max", parse_positive_int,
+           "unconfirmed events a tracer keeps to re-send (at this many it stops draining)"),
     Option("resend_after", parse_duration, "re-send unconfirmed events after this long"),
     Option("max_unique_files", parse_positive_int, "unique paths per workload, at most"),
 )
