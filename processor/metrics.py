@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -98,6 +98,7 @@ class ProcessorCollector(Collector):
 
 
 def register(registry: CollectorRegistry, pipeline: Pipeline) -> ProcessorCollector:
+    ProcessCollector(registry=registry)  # process_resident_memory_bytes, cpu seconds
     collector = ProcessorCollector(pipeline)
     registry.register(collector)
     return collector

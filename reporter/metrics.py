@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -103,6 +103,7 @@ class ReporterCollector(Collector):
 
 
 def register(registry: CollectorRegistry, reporter: Reporter) -> ReporterCollector:
+    ProcessCollector(registry=registry)  # process_resident_memory_bytes, cpu seconds
     collector = ReporterCollector(reporter)
     registry.register(collector)
     return collector

@@ -273,3 +273,9 @@ def test_a_flood_into_a_reporter_that_comes_late_and_is_slow_loses_nothing(
     assert metric(text, "snoop_intake_pauses_total") >= 1
     assert metric(text, "snoop_pending_files_peak") < MAX_PENDING_FILES + per_batch
     assert metric(text, "snoop_pending_units_peak") <= MAX_PENDING_UNITS + 1
+
+
+def test_the_processor_exports_its_own_memory_and_cpu(running: Running) -> None:
+    text = running.http("/metrics")[1]
+    assert metric(text, "process_resident_memory_bytes") > 1_000_000
+    assert "process_cpu_seconds_total" in text

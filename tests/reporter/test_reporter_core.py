@@ -330,3 +330,14 @@ def test_reporter_process_refuses_an_unreadable_report_in_one_line(tmp_path: Pat
     lines = [line for line in (done.stderr + done.stdout).splitlines() if "cannot be read" in line]
     assert len(lines) == 1, done.stderr + done.stdout
     assert (tmp_path / "report.json").read_text() == "not a report"
+
+
+def test_the_reporter_exports_its_own_memory_and_cpu(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from snoop.reporter import metrics as reporter_metrics
+
+    registry = CollectorRegistry()
+    reporter_metrics.register(registry, make(tmp_path))
+    assert registry.get_sample_value("process_resident_memory_bytes") > 1_000_000
+    assert registry.get_sample_value("process_cpu_seconds_total") is not None
