@@ -49,7 +49,7 @@ ENV PATH=/opt/snoop/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
     PYTHONDONTWRITEBYTECODE=1 \
     SNOOP_REPORT_PATH=/data/snoop-report.json \
     SNOOP_RUN_DIR=/run/snoop
-RUN python -c "import bcc, snoop.tracer.loader" && mkdir -p /data /run/snoop
+RUN python -c "import bcc, snoop.tracer.compiler, snoop.tracer.kernel" && mkdir -p /data /run/snoop
 # Reports (SNOOP_REPORT_PATH, or SNOOP_REPORT_DIR in node mode).
 VOLUME ["/data"]
 

@@ -4,14 +4,11 @@ lacks is exactly what it says it dropped, and memory stays bounded."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 import time
 import uuid
 
 import pytest
-
-from tests.e2e.test_pipeline import SnoopRun
 
 pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
 
@@ -31,15 +28,8 @@ PEAK_KB = {"tracer": 200_000, "processor": 250_000, "reporter": 400_000}
 
 
 @pytest.fixture
-def snoop_run(tmp_path, cgroup):
-    running = SnoopRun(tmp_path, cgroup.rel, {"SNOOP_RINGBUF_BYTES": "1048576"})
-    try:
-        yield running
-    finally:
-        if running.proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                running.stop(timeout=120)
-        running.close()
+def snoop_run(start_snoop_run):
+    return start_snoop_run({"SNOOP_RINGBUF_BYTES": "1048576"})
 
 
 def test_flood_loss_is_exactly_what_the_report_counts(snoop_run, cgroup, tmp_path):

@@ -113,18 +113,6 @@ class SnoopRun:
         self._log.close()
 
 
-@pytest.fixture
-def snoop_run(tmp_path, cgroup):
-    running = SnoopRun(tmp_path, cgroup.rel)
-    try:
-        yield running
-    finally:
-        if running.proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                running.stop(timeout=60)
-        running.close()
-
-
 def excluded(path: bytes) -> bool:
     return any(path == p or path.startswith(p + b"/") for p in EXCLUDED)
 

@@ -36,18 +36,6 @@ print(i, flush=True)
 """
 
 
-@pytest.fixture
-def snoop_run(tmp_path, cgroup):
-    running = SnoopRun(tmp_path, cgroup.rel)
-    try:
-        yield running
-    finally:
-        if running.proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                running.stop(timeout=60)
-        running.close()
-
-
 def wait_ready(run: SnoopRun, program: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     time.sleep(0.3)
@@ -103,30 +91,24 @@ def test_all_three_sigkilled_at_once_lose_no_file(snoop_run, cgroup, tmp_path):
     run_under_kills(snoop_run, cgroup, tmp_path, kill)
 
 
-def test_time_with_no_tracer_attached_is_an_unobserved_interval(tmp_path, cgroup):
+def test_time_with_no_tracer_attached_is_an_unobserved_interval(start_snoop_run):
     """Stopped cleanly, the kernel side goes; started again, the tracer says from when to
     when nothing was seen, and the report is no longer complete."""
-    first = SnoopRun(tmp_path, cgroup.rel)
-    try:
-        assert first.stop() == 0, first.log()
-    finally:
-        first.close()
+    first = start_snoop_run()
+    assert first.stop() == 0, first.log()
     stopped_at = time.time()
     time.sleep(1.0)  # what happens now is seen by nobody
-    second = SnoopRun(tmp_path, cgroup.rel)
-    try:
-        deadline = time.monotonic() + 30
-        intervals: list = []
-        while time.monotonic() < deadline and not intervals:
-            time.sleep(0.5)
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                intervals = second.report_data()["coverage"]["unobserved"]
-        assert len(intervals) == 1, intervals
-        start, end = (parse_iso_time(t) for t in intervals[0])
-        assert start <= stopped_at + 0.5 and end >= stopped_at + 1.0, (start, end, stopped_at)
-        summary = subprocess.run([sys.executable, "-m", "snoop.cli", "report", "summary",
-                                  str(second.report)], capture_output=True, text=True)
-        assert "complete: NO" in summary.stdout and "no tracer was attached" in summary.stdout
-        assert second.stop() == 0, second.log()
-    finally:
-        second.close()
+    second = start_snoop_run()
+    deadline = time.monotonic() + 30
+    intervals: list = []
+    while time.monotonic() < deadline and not intervals:
+        time.sleep(0.5)
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            intervals = second.report_data()["coverage"]["unobserved"]
+    assert len(intervals) == 1, intervals
+    start, end = (parse_iso_time(t) for t in intervals[0])
+    assert start <= stopped_at + 0.5 and end >= stopped_at + 1.0, (start, end, stopped_at)
+    summary = subprocess.run([sys.executable, "-m", "snoop.cli", "report", "summary",
+                              str(second.report)], capture_output=True, text=True)
+    assert "complete: NO" in summary.stdout and "no tracer was attached" in summary.stdout
+    assert second.stop() == 0, second.log()
