@@ -4,11 +4,11 @@ Starts a real `snoop tracer` for a test cgroup (events drained by a stand-in pro
 then, in that cgroup, stats N unique nonexistent paths (default 100,000) as fast as C can,
 sampling the tracer's RSS every 20 ms until it has caught up. Figures:
 
-- after start: RSS once the tracer is ready, bcc's compiler memory freed (the peak of the
-  compile is VmHWM, reported beside it);
+- after start: RSS once the tracer is ready (bcc compiled in a child process that has
+  exited; VmHWM is reported beside it);
 - while tracing: the largest RSS seen during the flood, and RSS once the tracer caught up.
-  Until a reporter confirms them (after its next write), the tracer keeps every batch it
-  sent so it can re-send it: the N events are all held at that point;
+  Until a reporter confirms them, the tracer keeps every batch it sent so it can re-send
+  it: the N events are all held at that point;
 - after confirmation: RSS once the stand-in reporter confirmed every batch and the tracer
   let them go (CPython keeps freed memory for reuse, so RSS need not fall).
 
@@ -131,8 +131,9 @@ def report(figures: dict[str, object]) -> None:
     growth = figures["rss_peak_while_tracing"] - figures["rss_after_start"]
     print(f"tracer RSS after start: {figures['rss_after_start'] / MIB:.1f} MiB = "
           f"{figures['rss_anon_after_start'] / MIB:.1f} MiB anonymous + "
-          f"{figures['rss_file_after_start'] / MIB:.1f} MiB file-backed (LLVM/clang code "
-          f"the compile touched, the ring buffer's mapping); peak so far (VmHWM): "
+          f"{figures['rss_file_after_start'] / MIB:.1f} MiB file-backed (Python and its "
+          f"libraries, the ring buffer's mapping; no LLVM: it compiled in a child that "
+          f"exited); peak so far (VmHWM): "
           f"{figures['hwm_after_start'] / MIB:.1f} MiB")
     print(f"tracer RSS while tracing {n:,} unique paths (stat flood, "
           f"{figures['flood_seconds']:.2f}s): peak {figures['rss_peak_while_tracing'] / MIB:.1f}"

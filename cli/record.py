@@ -23,6 +23,7 @@ from snoop.cli.run import isolate, leave
 from snoop.common import config as config_mod
 from snoop.common import process
 from snoop.tracer import cgroups
+from snoop.tracer.kernel import pin_dir_of, remove_pins
 
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 20.0
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("tracer", "processor", "reporter"):
             if name in procs:
                 _stop(procs[name], name)
+        remove_pins(pin_dir_of(run_dir))  # a tracer that had to be killed leaves them
         _kill_leftovers(target_dir)
         cgroups.remove_cgroup(target_dir)
         leave(made)

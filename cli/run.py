@@ -18,6 +18,7 @@ from snoop.cli import supervisor_conf
 from snoop.common import config as config_mod
 from snoop.common import process
 from snoop.tracer import cgroups
+from snoop.tracer.kernel import pin_dir_of, remove_pins
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return supervise(supervisord, conf_path, supervisord_environ(config, os.environ))
     finally:
+        # Nobody drains a kernel side left pinned by a tracer that did not stop cleanly
+        # now: it would only cost the host's syscalls.
+        remove_pins(pin_dir_of(config.run_dir))
         leave(made)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from snoop.tracer.kernel import pin_dir_of, remove_pins
 from tests.support.net import free_port_block, is_ready
 from tests.support.strace_oracle import strace_paths
 
@@ -110,6 +111,7 @@ class SnoopRun:
                 if pid > 0:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
+        remove_pins(pin_dir_of(str(self.run_dir)))  # a killed tracer leaves its kernel side
         self._log.close()
 
 
