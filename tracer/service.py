@@ -16,6 +16,7 @@ place, the ring buffer, and counted by the kernel.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -59,6 +60,18 @@ RESEND_BATCHES_PER_TURN = 64
 # A batch this recent may still be on its way; only older unconfirmed ones are holes.
 HOLE_GRACE = 2.0
 MAX_RECORDS_PER_TURN = 65536
+
+
+def _lock_run_dir(run_dir: str) -> int:
+    """One tracer per run directory: its kernel side, spool and state are that tracer's."""
+    fd = os.open(os.path.join(run_dir, "tracer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OSError(f"another tracer is running with the run directory {run_dir} "
+                      "(SNOOP_RUN_DIR): give each tracer its own") from None
+    return fd
 
 
 def new_sender_id() -> str:
@@ -135,13 +148,14 @@ class Tracer:
         self.checkpoints = Receiver(self.context, config.endpoint("checkpoint"),
                                     {MessageType.CHECKPOINT}, bind=False, subscribe=True,
                                     security=security)
-        self.probe: KernelSide | None = None
+        self.kernel: KernelSide | None = None
         # Records per syscall index (cheaper per event than names; see syscall_counts).
         self._counts_by_index = defaultdict(int)
         self._exported_counts: dict[str, int] = {}
         run_dir = os.path.abspath(config.run_dir)
         os.makedirs(run_dir, exist_ok=True)
         self._run_dir = run_dir
+        self._lock = _lock_run_dir(run_dir)
         self._state_path = os.path.join(run_dir, "tracer-state.json")
         self.state = TracerState.load(self._state_path)
         self.spool = Spool(os.path.join(run_dir, "tracer-spool"))
@@ -159,24 +173,24 @@ class Tracer:
             dedup_entries=self.config.dedup_entries,
             dedup_ttl=self.config.dedup_ttl,
         ))
-        self.probe = KernelSide.open(plan, self._run_dir)
-        self.probe.exclude_process(os.getpid())
-        self.resolver = PathResolver(kernel=self.probe, journal=self.bases_log,
+        self.kernel = KernelSide.open(plan, self._run_dir)
+        self.kernel.exclude_process(os.getpid())
+        self.resolver = PathResolver(kernel=self.kernel, journal=self.bases_log,
                                      max_bases=4 * self.config.dedup_entries + 65536)
         self.translator = RecordTranslator(self.resolver)
         self._take_over(plan.digest)
-        self.probe.resume()  # a clean stop paused it; a crash did not
+        self.kernel.resume()  # a clean stop paused it; a crash did not
         self.gate = NewcomerGate(running_processes())
-        for name in self.probe.attached:
+        for name in self.kernel.attached:
             self.metrics.attached.labels(name).set(1)
         self._refresh_targets()
         self.metrics.startup_seconds.set(time.monotonic() - started)
         self.ready = True
         log.info("tracer attached", extra={
-            "sender": self.sender_id, "syscalls": len(self.probe.attached),
-            "missing": ",".join(self.probe.missing),
-            "compile_seconds": round(self.probe.compile_seconds, 2),
-            "adopted": self.probe.adopted, "pinned": self.probe.pin_dir or "",
+            "sender": self.sender_id, "syscalls": len(self.kernel.attached),
+            "missing": ",".join(self.kernel.missing),
+            "compile_seconds": round(self.kernel.compile_seconds, 2),
+            "adopted": self.kernel.adopted, "pinned": self.kernel.pin_dir or "",
             "resent": len(self.pending), "mode": self.config.target_mode.value,
         })
 
@@ -188,13 +202,13 @@ class Tracer:
                 batch.header.seq, batch.events, dict(batch.workloads),
                 created_at=batch.sent_at, last_sent=0.0, times_sent=1,
                 coverage=dict(batch.coverage), sender=batch.header.sender))
-        if not self.probe.adopted and self.state.observed_until > 0:
+        if not self.kernel.adopted and self.state.observed_until > 0:
             # The kernel side did not live on: nothing was seen from when the last
             # tracer stopped observing until now.
             self.unobserved.append((self.state.observed_until, self.clock()))
             log.warning("capture was interrupted: nothing seen in between", extra={
                 "from": self.state.observed_until, "to": self.clock()})
-        if self.probe.adopted and self.state.digest == digest:
+        if self.kernel.adopted and self.state.digest == digest:
             for serial, path in self.bases_log.replay():
                 self.resolver.learn(serial, path, replayed=True)
             self._kernel_baseline = {int(k): v for k, v in self.state.kernel_reported.items()}
@@ -236,7 +250,7 @@ class Tracer:
             return
         if changed:
             current = self.watcher.current
-            self.probe.set_targets(current.include, current.exclude)
+            self.kernel.set_targets(current.include, current.exclude)
             self.metrics.targets.labels(self.config.target_mode.value).set(len(current.include))
 
     # ------------------------------------------------------------ records
@@ -262,7 +276,7 @@ class Tracer:
 
     def _drain(self, timeout_ms: int) -> None:
         """Take what the ring buffer holds, then translate it in kernel order."""
-        ring = self.probe.ring
+        ring = self.kernel.ring
         if self.holding:
             self.stop_requested.wait(timeout_ms / 1000)
             return
@@ -282,7 +296,7 @@ class Tracer:
 
     def _commit(self) -> None:
         """Everything read is spooled: the ring buffer may reuse its space."""
-        ring = self.probe.ring
+        ring = self.kernel.ring
         if ring.position != ring.committed:
             self.bases_log.flush()
             ring.commit()
@@ -293,9 +307,9 @@ class Tracer:
             self.batch.add_coverage(cgroup_id, self._workload_of(cgroup_id), CaptureCounts(
                 paths_too_long=uncounted.paths_too_long,
                 uncertain_paths=uncounted.uncertain_paths), now)
-        if self.probe is None:
+        if self.kernel is None:
             return
-        for cgroup_id, total in self.probe.io_uring_path_ops().items():
+        for cgroup_id, total in self.kernel.io_uring_path_ops().items():
             delta = total - self._io_uring_seen.get(cgroup_id, 0)
             if delta > 0:
                 self._io_uring_seen[cgroup_id] = total
@@ -352,7 +366,7 @@ class Tracer:
         self._blocked = False
 
     def _send_stats(self) -> None:
-        counters = self.probe.counters() if self.probe else {}
+        counters = self.kernel.counters() if self.kernel else {}
 
         def mine(slot: int) -> int:
             """An adopted kernel side counted for earlier incarnations too."""
@@ -365,7 +379,7 @@ class Tracer:
             read_failures=mine(records.STAT_READ_FAILED),
             unresolved=self.translator.unresolved,
             events_by_syscall=self.syscall_counts(),
-            attached=self.probe.attached if self.probe else (),
+            attached=self.kernel.attached if self.kernel else (),
             unobserved=tuple(self.unobserved[-MAX_INTERVALS:]),
         )
         if not self.sender.send(stats) and self.seq == stats.header.seq:
@@ -442,12 +456,12 @@ class Tracer:
     def shutdown(self) -> int:
         """Pause, drain what the ring buffer still holds, spool and send it, detach."""
         self.ready = False
-        if self.probe is not None:
-            self.probe.pause()
+        if self.kernel is not None:
+            self.kernel.pause()
             self._blocked = False
             self.pending.max_events = max(self.pending.max_events, self.pending.events + 1)
             deadline = time.monotonic() + STOP_DRAIN_SECONDS
-            while self.probe.ring.produced != self.probe.ring.position and \
+            while self.kernel.ring.produced != self.kernel.ring.position and \
                     time.monotonic() < deadline:
                 self._drain(0)
             self._add(self.gate.release_all(), self.clock())
@@ -456,7 +470,7 @@ class Tracer:
             self._commit()
             self._resend_due()
             self._send_stats()
-            self.probe.close(detach=True)
+            self.kernel.close(detach=True)
             self.bases_log.discard()
         self.bases_log.close()
         self.checkpoints.close(linger=0)

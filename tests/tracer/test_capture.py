@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 
@@ -260,3 +261,13 @@ def test_the_long_running_tracer_maps_no_llvm(harness):
     with open(f"/proc/{harness.proc.pid}/status") as handle:
         rss_kb = next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:"))
     assert rss_kb < 80_000, f"tracer RSS {rss_kb} kB"  # LLVM alone would be 100 MB
+
+
+def test_a_second_tracer_on_the_same_run_directory_refuses_in_one_line(harness):
+    env = {**os.environ, "SNOOP_RUN_DIR": harness.run_dir, "SNOOP_METRICS_ADDR": "127.0.0.1:0",
+           "SNOOP_TARGET_MODE": "all-but-self"}
+    done = subprocess.run([sys.executable, "-m", "snoop.cli", "tracer"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "another tracer is running with the run directory" in done.stderr
+    assert "Traceback" not in done.stderr
