@@ -300,8 +300,12 @@ class Sender(_Endpoint):
         return bool(self.socket.poll(int(timeout * 1000), zmq.POLLOUT))
 
     def send(self, message: Message) -> bool:
+        return self.send_encoded(encode(message))
+
+    def send_encoded(self, data: bytes) -> bool:
+        """A message protocol.encode already made (a tracer keeps what it may re-send so)."""
         try:
-            self.socket.send(encode(message), flags=zmq.NOBLOCK)
+            self.socket.send(data, flags=zmq.NOBLOCK)
         except zmq.Again:
             self.blocked += 1
             return False

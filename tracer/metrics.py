@@ -13,6 +13,10 @@ class TracerMetrics:
         self.dropped = Gauge("snoop_events_dropped_total",
                              "Events the kernel could not put in the ring buffer",
                              registry=registry)
+        self.notes_dropped = Gauge("snoop_bookkeeping_dropped_total",
+                                   "Fork, exit and prime records the ring buffer had no "
+                                   "room for (path records: snoop_events_dropped_total)",
+                                   registry=registry)
         self.read_failures = Gauge("snoop_path_read_failures_total",
                                    "Paths unreadable from user memory", registry=registry)
         self.dedup_hits = Gauge("snoop_kernel_dedup_hits_total",

@@ -12,21 +12,21 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-
-from snoop.common.protocol import CaptureCounts, Event, Workload
+from dataclasses import dataclass
 
 
 @dataclass
 class PendingBatch:
+    """A batch as bytes: the EventBatch as first sent, encoded (about the size of its
+    paths; a Python object per event would cost ten times that)."""
+
     seq: int
-    events: tuple[Event, ...]
-    workloads: dict[int, Workload]
+    sender: str
+    count: int  # events it holds
+    encoded: bytes
     created_at: float
     last_sent: float  # 0 when it was never handed to the transport, or is due again
     times_sent: int = 0
-    coverage: dict[int, CaptureCounts] = field(default_factory=dict)
-    sender: str = ""
 
 
 class PendingBatches:
@@ -44,7 +44,7 @@ class PendingBatches:
 
     def add(self, batch: PendingBatch) -> None:
         self._batches[(batch.sender, batch.seq)] = batch
-        self.events += len(batch.events)
+        self.events += batch.count
 
     def senders(self) -> set[str]:
         return {sender for sender, _ in self._batches}
@@ -55,7 +55,7 @@ class PendingBatches:
         for first, last in ranges:
             for key in [k for k in self._batches if k[0] == sender and first <= k[1] <= last]:
                 batch = self._batches.pop(key)
-                self.events -= len(batch.events)
+                self.events -= batch.count
                 confirmed.append(batch)
         return confirmed
 

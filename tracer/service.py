@@ -24,10 +24,11 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from prometheus_client import CollectorRegistry
 
+from snoop.common import protocol
 from snoop.common.config import Config, TargetMode
 from snoop.common.protocol import (
     MAX_INTERVALS,
@@ -60,6 +61,7 @@ RESEND_BATCHES_PER_TURN = 64
 # A batch this recent may still be on its way; only older unconfirmed ones are holes.
 HOLE_GRACE = 2.0
 MAX_RECORDS_PER_TURN = 65536
+_BATCHES = frozenset({MessageType.EVENT_BATCH})
 
 
 def _lock_run_dir(run_dir: str) -> int:
@@ -197,11 +199,10 @@ class Tracer:
     def _take_over(self, digest: str) -> None:
         """Pick up what an earlier incarnation left: its unconfirmed batches always; its
         bases and counters only if this is the kernel side it drained."""
-        for batch in self.spool.load():
+        for batch, encoded in self.spool.load():
             self.pending.add(PendingBatch(
-                batch.header.seq, batch.events, dict(batch.workloads),
-                created_at=batch.sent_at, last_sent=0.0, times_sent=1,
-                coverage=dict(batch.coverage), sender=batch.header.sender))
+                batch.header.seq, batch.header.sender, len(batch.events), encoded,
+                created_at=batch.sent_at, last_sent=0.0, times_sent=1))
         if not self.kernel.adopted and self.state.observed_until > 0:
             # The kernel side did not live on: nothing was seen from when the last
             # tracer stopped observing until now.
@@ -334,12 +335,13 @@ class Tracer:
         events, workloads, coverage = self.batch.take()
         now = self.clock()
         header = self._next_header()
-        pending = PendingBatch(header.seq, events, workloads, created_at=now, last_sent=0.0,
-                               coverage=coverage, sender=self.sender_id)
-        message = EventBatch(header, events, workloads, sent_at=now, coverage=coverage)
-        self.spool.put(message)
+        encoded = protocol.encode(EventBatch(header, events, workloads, sent_at=now,
+                                             coverage=coverage))
+        pending = PendingBatch(header.seq, self.sender_id, len(events), encoded,
+                               created_at=now, last_sent=0.0)
+        self.spool.put(self.sender_id, header.seq, encoded)
         self.pending.add(pending)
-        if not self._blocked and self.sender.send(message):
+        if not self._blocked and self.sender.send_encoded(encoded):
             pending.last_sent = now
             pending.times_sent = 1
             self.metrics.batches_sent.inc()
@@ -352,10 +354,13 @@ class Tracer:
         for count, batch in enumerate(self.pending.due(now, self.resend_after)):
             if count >= RESEND_BATCHES_PER_TURN:
                 break
-            message = EventBatch(Header(batch.sender, batch.seq), batch.events,
-                                 batch.workloads, sent_at=batch.created_at,
-                                 resend=batch.times_sent > 0, coverage=batch.coverage)
-            if not self.sender.send(message):
+            if batch.times_sent:
+                # Marked as a re-send, which the processor does not count again.
+                first = protocol.decode(batch.encoded, _BATCHES, now=self.clock())
+                data = protocol.encode(replace(first, resend=True))
+            else:
+                data = batch.encoded
+            if not self.sender.send_encoded(data):
                 self._blocked = True
                 self.metrics.send_blocked.inc()
                 return
@@ -395,6 +400,7 @@ class Tracer:
                 self.metrics.events.labels(name).inc(delta)
                 self._exported_counts[name] = total
         self.metrics.dropped.set(stats.kernel_dropped)
+        self.metrics.notes_dropped.set(counters.get(records.STAT_NOTES_DROPPED, 0))
         self.metrics.read_failures.set(stats.read_failures)
         self.metrics.dedup_hits.set(counters.get(records.STAT_DEDUP_HITS, 0))
         self.metrics.pending_events.set(self.pending.events)

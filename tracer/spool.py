@@ -29,20 +29,22 @@ class Spool:
         tag = hashlib.sha1(sender.encode()).hexdigest()[:16]
         return os.path.join(self.directory, f"{tag}-{seq:020d}{_SUFFIX}")
 
-    def put(self, batch: EventBatch) -> None:
-        path = self._path(batch.header.sender, batch.header.seq)
+    def put(self, sender: str, seq: int, encoded: bytes) -> None:
+        """`encoded`: the EventBatch as protocol.encode made it."""
+        path = self._path(sender, seq)
         temp = path + ".tmp"
         with open(temp, "wb") as handle:
-            handle.write(protocol.encode(batch))
+            handle.write(encoded)
         os.replace(temp, path)
 
     def remove(self, sender: str, seq: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(sender, seq))
 
-    def load(self) -> list[EventBatch]:
-        """Every batch left by earlier incarnations, oldest first; unreadable files (a
-        temp file a kill cut short) are removed with one log line each."""
+    def load(self) -> list[tuple[EventBatch, bytes]]:
+        """Every batch left by earlier incarnations (decoded, and as stored), oldest
+        first; unreadable files (a temp file a kill cut short) are removed with one log
+        line each."""
         batches = []
         for name in sorted(os.listdir(self.directory)):
             path = os.path.join(self.directory, name)
@@ -51,15 +53,15 @@ class Spool:
                 continue
             try:
                 with open(path, "rb") as handle:
-                    message = protocol.decode(handle.read(),
-                                              frozenset({MessageType.EVENT_BATCH}))
+                    encoded = handle.read()
+                message = protocol.decode(encoded, frozenset({MessageType.EVENT_BATCH}))
             except (OSError, protocol.ProtocolError) as exc:
                 log.warning("unreadable spooled batch removed",
                             extra={"file": path, "error": str(exc)})
                 _remove(path)
                 continue
-            batches.append(message)
-        batches.sort(key=lambda b: b.sent_at)
+            batches.append((message, encoded))
+        batches.sort(key=lambda pair: pair[0].sent_at)
         return batches
 
 

@@ -1,6 +1,7 @@
 """The tracer's re-send buffer: kept until confirmed, per sender, never given up, holes
 found; and its copy on disk (the spool)."""
 
+from snoop.common import protocol
 from snoop.common.protocol import AccessKind, Event, EventBatch, Header, Workload
 from snoop.tracer.pending import PendingBatch, PendingBatches
 from snoop.tracer.spool import Spool
@@ -10,8 +11,10 @@ SENDER = "tracer/a"
 
 def batch(seq: int, events: int = 1, sent: float = 0.0, sender: str = SENDER) -> PendingBatch:
     evs = tuple(Event(1, 2, 2, AccessKind.READ, f"/f{seq}-{i}".encode()) for i in range(events))
-    return PendingBatch(seq, evs, {1: Workload("w")}, created_at=sent, last_sent=sent,
-                        times_sent=1 if sent else 0, sender=sender)
+    encoded = protocol.encode(EventBatch(Header(sender, seq), evs, {1: Workload("w")},
+                                         sent_at=1_700_000_000.0))
+    return PendingBatch(seq, sender, events, encoded, created_at=sent, last_sent=sent,
+                        times_sent=1 if sent else 0)
 
 
 def test_confirmed_ranges_forget_batches_and_others_stay():
@@ -57,12 +60,14 @@ def test_holes_are_older_unconfirmed_batches_sent_long_enough_ago():
 def test_spool_keeps_batches_until_removed_and_skips_torn_files(tmp_path):
     spool = Spool(str(tmp_path / "spool"))
     for seq in (1, 2, 3):
-        spool.put(EventBatch(Header(SENDER, seq),
-                             (Event(1, 2, 2, AccessKind.READ, b"/x%d" % seq),),
-                             {1: Workload("w")}, sent_at=1_700_000_000.0 + seq))
+        spool.put(SENDER, seq, protocol.encode(EventBatch(
+            Header(SENDER, seq), (Event(1, 2, 2, AccessKind.READ, b"/x%d" % seq),),
+            {1: Workload("w")}, sent_at=1_700_000_000.0 + seq)))
     spool.remove(SENDER, 2)
     (tmp_path / "spool" / "torn.batch.tmp").write_bytes(b"\x85\xa1")
     (tmp_path / "spool" / "0-bad.batch").write_bytes(b"not msgpack")
     again = Spool(str(tmp_path / "spool"))
-    assert [(b.header.sender, b.header.seq) for b in again.load()] == [(SENDER, 1), (SENDER, 3)]
+    loaded = again.load()
+    assert [(b.header.sender, b.header.seq) for b, _ in loaded] == [(SENDER, 1), (SENDER, 3)]
+    assert protocol.decode(loaded[0][1]).events[0].path == b"/x1"
     assert len(list((tmp_path / "spool").iterdir())) == 2

@@ -53,7 +53,8 @@ def test_constants_agree_with_the_c_source():
                  "FLAG_READ_FAILED", "FLAG_TRUNCATED", "FLAG_FROM_EXEC", "FLAG_MAGIC",
                  "FLAG_BASE", "FLAG_UNCERTAIN", "FLAG_OLD_ROOT", "STAT_SUBMITTED",
                  "STAT_RINGBUF_FULL",
-                 "STAT_READ_FAILED", "STAT_DEDUP_HITS", "STAT_STASH_FULL", "STAT_PRIMED"):
+                 "STAT_READ_FAILED", "STAT_DEDUP_HITS", "STAT_STASH_FULL", "STAT_PRIMED",
+                 "STAT_NOTES_DROPPED"):
         assert c_define(name) == getattr(records, name), name
     assert int(re.search(r"#define FD_ROOT (-\d+)", C_SOURCE).group(1)) == records.FD_ROOT
     assert c_define("SNOOP_PATH_MAX") == records.PATH_MAX

@@ -85,6 +85,8 @@
 #define STAT_DEDUP_HITS 3
 #define STAT_STASH_FULL 4
 #define STAT_PRIMED 5
+#define STAT_NOTES_DROPPED 6  // bookkeeping records (fork, exit, prime) the ring buffer
+                              // had no room for; STAT_RINGBUF_FULL counts path records only
 #define STAT_SLOTS 8
 
 #define O_ACCMODE_BITS 3
@@ -297,7 +299,7 @@ static __always_inline u8 kind_from_open_flags(u64 flags) {
 
 // ---------------------------------------------------------------- records
 
-static __always_inline void submit_ring(void *data, u32 size, int *ok) {
+static __always_inline void submit_ring(void *data, u32 size, int *ok, u32 full_slot) {
     // Waking the reader on every record costs ~3 us on the traced syscall; the tracer
     // polls on a short timer instead, and every WAKEUP_EVERY records force a wakeup so
     // a burst cannot fill the ring buffer between polls.
@@ -312,7 +314,7 @@ static __always_inline void submit_ring(void *data, u32 size, int *ok) {
         }
     }
     if (events.ringbuf_output(data, size, wake) < 0) {
-        count(STAT_RINGBUF_FULL);
+        count(full_slot);
         *ok = 0;
     } else {
         count(STAT_SUBMITTED);
@@ -325,7 +327,7 @@ static __always_inline int submit(struct event_buf *buf, u32 len) {
     u32 size = sizeof(struct event_hdr) + (len & (SNOOP_PATH_MAX - 1));
     if (size > sizeof(struct event_buf))
         return 0;
-    submit_ring(buf, size, &ok);
+    submit_ring(buf, size, &ok, STAT_RINGBUF_FULL);
     return ok;
 }
 
@@ -369,7 +371,7 @@ static __always_inline int send_note(u64 cgroup_id, u8 kind, u16 syscall, u32 tg
     note.syscall = syscall;
     note.kind = kind;
     int ok = 0;
-    submit_ring(&note, sizeof(note), &ok);
+    submit_ring(&note, sizeof(note), &ok, STAT_NOTES_DROPPED);
     return ok;
 }
 
