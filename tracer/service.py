@@ -122,6 +122,10 @@ class Tracer:
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
+        run_dir = os.path.abspath(config.run_dir)
+        os.makedirs(run_dir, exist_ok=True)
+        self._run_dir = run_dir
+        self._lock = _lock_run_dir(run_dir)  # first: a refused tracer changes nothing
         self.metrics = TracerMetrics(registry)
         self.sender_id = new_sender_id()
         self.seq = 0
@@ -154,10 +158,6 @@ class Tracer:
         # Records per syscall index (cheaper per event than names; see syscall_counts).
         self._counts_by_index = defaultdict(int)
         self._exported_counts: dict[str, int] = {}
-        run_dir = os.path.abspath(config.run_dir)
-        os.makedirs(run_dir, exist_ok=True)
-        self._run_dir = run_dir
-        self._lock = _lock_run_dir(run_dir)
         self._state_path = os.path.join(run_dir, "tracer-state.json")
         self.state = TracerState.load(self._state_path)
         self.spool = Spool(os.path.join(run_dir, "tracer-spool"))

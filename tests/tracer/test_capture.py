@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from snoop.common.protocol import AccessKind
+from snoop.tracer import cgroups
 from tests.tracer.harness import TracerHarness
 
 pytestmark = pytest.mark.bpf
@@ -266,8 +267,15 @@ def test_the_long_running_tracer_maps_no_llvm(harness):
 def test_a_second_tracer_on_the_same_run_directory_refuses_in_one_line(harness):
     env = {**os.environ, "SNOOP_RUN_DIR": harness.run_dir, "SNOOP_METRICS_ADDR": "127.0.0.1:0",
            "SNOOP_TARGET_MODE": "all-but-self"}
+    root = cgroups.discover_cgroup2_root()
+
+    def own_cgroups() -> set[str]:
+        return {name for name in os.listdir(root) if name.startswith("snoop-tracer-")}
+
+    before = own_cgroups()
     done = subprocess.run([sys.executable, "-m", "snoop.cli", "tracer"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "another tracer is running with the run directory" in done.stderr
     assert "Traceback" not in done.stderr
+    assert own_cgroups() == before, "a refused tracer must leave nothing behind"
