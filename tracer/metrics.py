@@ -41,8 +41,5 @@ class TracerMetrics:
         self.pending_events = Gauge("snoop_pending_events",
                                     "Events sent but not yet confirmed persisted",
                                     registry=registry)
-        self.pending_dropped = Gauge("snoop_pending_dropped_total",
-                                     "Unconfirmed events given up (memory bound)",
-                                     registry=registry)
         self.checkpoints = Counter("snoop_checkpoints_received",
                                    "Checkpoints received from reporters", registry=registry)
