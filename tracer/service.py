@@ -295,6 +295,12 @@ class Tracer:
             self._add(passes(record, translate(record), now), now)
         self._add(self.gate.expired(now), now)
 
+    def _compact_bases_log(self) -> None:
+        """Bases are learned again as the dedup's TTL sends paths again: rewrite the log
+        from what the resolver holds once it is mostly stale, so it stays bounded."""
+        if self.bases_log.entries > 2 * len(self.resolver) + 10_000:
+            self.bases_log.rewrite(self.resolver.bases())
+
     def _commit(self) -> None:
         """Everything read is spooled: the ring buffer may reuse its space."""
         ring = self.kernel.ring
@@ -451,6 +457,7 @@ class Tracer:
             if now >= next_housekeeping:
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
                 self._add_coverage(now)
+                self._compact_bases_log()
                 self._refresh_targets()
                 self._take_checkpoints()
                 self._resend_due()

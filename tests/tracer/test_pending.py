@@ -71,3 +71,21 @@ def test_spool_keeps_batches_until_removed_and_skips_torn_files(tmp_path):
     assert [(b.header.sender, b.header.seq) for b, _ in loaded] == [(SENDER, 1), (SENDER, 3)]
     assert protocol.decode(loaded[0][1]).events[0].path == b"/x1"
     assert len(list((tmp_path / "spool").iterdir())) == 2
+
+
+def test_bases_log_replays_what_was_appended_and_stays_bounded_when_rewritten(tmp_path):
+    from snoop.tracer.state import BasesLog
+
+    log = BasesLog(str(tmp_path / "bases.log"))
+    for serial in range(1, 101):
+        log.append(serial, b"/dir/%d" % serial)
+    log.flush()
+    assert len(BasesLog(str(tmp_path / "bases.log")).replay()) == 100
+    log.rewrite([(100, b"/dir/100")])
+    log.append(101, b"/dir/101")
+    log.flush()
+    with open(tmp_path / "bases.log", "ab") as handle:
+        handle.write(b"\x01\x02")  # a torn last entry
+    assert BasesLog(str(tmp_path / "bases.log")).replay() == [(100, b"/dir/100"),
+                                                             (101, b"/dir/101")]
+    log.close()
