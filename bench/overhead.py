@@ -95,6 +95,8 @@ def workloads(sizes: Sizes, helpers: dict[str, str], scratch: str) -> list[Workl
         Workload("stat_unique", f"stat of {n:,} unique nonexistent paths",
                  lambda tag: [filebench, "stat-unique", f"/nonexistent-{tag}", str(n)], n,
                  "stat"),
+        Workload("getppid", f"getppid(), {10 * n:,} times: a syscall nothing hooks",
+                 lambda tag: [filebench, "getppid", "-", str(10 * n)], 10 * n, "getppid"),
         Workload("find", f"find {sizes.find_root} -name '*.h'",
                  lambda tag: ["find", sizes.find_root, "-name", "*.h"]),
         Workload("python", f"python3 start-up + imports, {sizes.python_runs} times",
@@ -287,6 +289,28 @@ class BpfTool(Tool):
 
     def describe_counts(self, counts: dict[str, int]) -> str:
         return f"{counts['lost']:,} lost"
+
+
+class EmptyBpf(Tool):
+    """The floor: an empty program on sys_enter_openat, loaded with bcc in this process.
+    What any BPF tool pays at least for hooking opens."""
+
+    name = "empty-bpf"
+    scope = "an empty program on sys_enter_openat (bcc): the floor"
+
+    def __init__(self) -> None:
+        self._bpf = None
+
+    def start(self) -> None:
+        from bcc import BPF
+
+        self._bpf = BPF(text=b"TRACEPOINT_PROBE(syscalls, sys_enter_openat) { return 0; }",
+                        cflags=["-Wno-ignored-attributes"])
+
+    def stop(self) -> None:
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
 
 
 class Strace(Tool):
@@ -504,6 +528,41 @@ def summarize(runs: list[Run], tools: list[Tool], work: list[Workload]) -> list[
     return rows
 
 
+def print_targets(rows: list[dict]) -> None:
+    """The lean-tracer targets that this run measures, the floor beside Snoop."""
+    def row(workload: str, tool: str) -> dict | None:
+        return next((r for r in rows if r["workload"] == workload and r["tool"] == tool), None)
+
+    def ns(r: dict | None) -> float | None:
+        return None if r is None or "wall_us_per_op" not in r else 1000 * r["wall_us_per_op"]
+
+    floor = ns(row("open_same", "empty-bpf"))
+    traced, neighbour = ns(row("open_same", "snoop")), ns(row("open_same", "snoop-neighbour"))
+    getppid_base = row("getppid", "baseline")
+    getppid = ns(row("getppid", "snoop-neighbour"))
+    unique = row("open_unique", "snoop")
+    lines = []
+    if floor and traced is not None:
+        lines.append(f"added ns per open+close of a repeated path, traced: {traced:.0f} "
+                     f"= {traced / floor:.1f}x the empty program's {floor:.0f} (target <= 2x)")
+    if floor and neighbour is not None:
+        lines.append(f"added ns per open+close, untraced neighbour: {neighbour:.0f} "
+                     f"= {neighbour / floor:.1f}x the empty program (target <= 1.3x)")
+    if getppid is not None and getppid_base is not None and getppid_base["ops"]:
+        per_call = 1e9 * getppid_base["wall_s"] / getppid_base["ops"]
+        lines.append(f"added ns per getppid, untraced neighbour: {getppid:.0f} of {per_call:.0f}"
+                     f" = {100 * getppid / per_call:.0f}% (target <= 10%)")
+    if unique is not None and unique.get("tracer_cpu_s") and unique.get("counts", {}).get(
+            "records"):
+        per_record = 1e6 * unique["tracer_cpu_s"] / unique["counts"]["records"]
+        lines.append(f"tracer CPU per unique record (open_unique): {per_record:.2f} µs "
+                     "(target <= 1.5)")
+    if lines:
+        print("\ntargets (docs/benchmarks.md; memory figures: bench/memory.py):")
+        for line in lines:
+            print(f"  {line}")
+
+
 def print_table(rows: list[dict], tools: list[Tool], work: list[Workload]) -> None:
     by_name = {tool.name: tool for tool in tools}
     header = (f"{'tool':<16} {'wall s':>7} {'wall+%':>7} {'cpu s':>7} {'cpu+%':>7} "
@@ -587,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
             cgroup_map = CgroupMap(cgroups.cgroup_id(cgroup.path), scratch)
         except (OSError, subprocess.CalledProcessError) as exc:
             notes.append(f"no pinned cgroup map for opensnoop ({exc}): it runs system-wide")
-        tools: list[Tool] = [Tool(), Snoop(cgroup)]
+        tools: list[Tool] = [Tool(), EmptyBpf(), Snoop(cgroup)]
         if not args.no_neighbour:
             neighbour = benchlib.make_test_cgroup("snoop-bench-other")
             tools.append(Snoop(neighbour, "snoop-neighbour",
@@ -630,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = summarize(runs, tools, work)
     print_table(rows, tools, work)
+    print_targets(rows)
     info["loadavg_1m_end"] = os.getloadavg()[0]
     print_legend(tools, notes)
     print(f"took {time.monotonic() - started:.0f}s; load average {info['loadavg_1m']:.2f} "

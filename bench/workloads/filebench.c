@@ -3,6 +3,7 @@
 //   filebench open-same PATH N      open(PATH) + close, N times
 //   filebench open-unique PREFIX N  open(PREFIX/i) N times (each fails: ENOENT)
 //   filebench stat-unique PREFIX N  stat(PREFIX/i) N times (each fails: ENOENT)
+//   filebench getppid - N           getppid() N times: a syscall no tracer hooks
 //
 // The loops call libc directly so that the syscall, not the language, is what is timed.
 #include <fcntl.h>
@@ -14,7 +15,7 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: filebench open-same PATH N | open-unique PREFIX N | "
-                    "stat-unique PREFIX N\n");
+                    "stat-unique PREFIX N | getppid - N\n");
     return 2;
 }
 
@@ -46,6 +47,9 @@ int main(int argc, char **argv) {
             snprintf(path, sizeof(path), "%s/%ld", base, i);
             stat(path, &st);
         }
+    } else if (strcmp(mode, "getppid") == 0) {
+        for (long i = 0; i < n; i++)
+            getppid();
     } else {
         return usage();
     }
