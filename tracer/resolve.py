@@ -23,8 +23,10 @@ Paths are joined lexically: `..` removes the previous component, as named. Where
 component is a symlink to a directory the kernel goes to the link target's parent
 instead, and the lexical path may name a file never touched. So a name with `..` is
 checked: each component a `..` removes is looked at (lstat through
-`/proc/<pid>/root`, or the tracer's own view once the process is gone), and a path that
-crosses a symlink that way is uncertain, counted and not reported.
+`/proc/<pid>/root`, or the tracer's own view once the process is gone). A path that
+crosses a symlink that way is uncertain, counted and not reported, unless its lexical
+form reaches the same file (or, for a name that does not exist, the same directory) as
+the kernel's walk: `/lib/../lib/crt1.o` with `/lib -> usr/lib` is kept.
 """
 
 from __future__ import annotations
@@ -209,20 +211,36 @@ class PathResolver:
         if not any(part == b".." for part in name.split(b"/")):
             return False
         if name.startswith(b"/") and not record.resolve & records.RESOLVE_IN_ROOT:
-            parts: list[bytes] = []
+            base = b""
         else:
-            # The base is what `resolved` was joined to: strip the name's own effect by
-            # walking from the base the kernel named.
             base = self.base(record.base) or b"/"
-            parts = [p for p in base.split(b"/") if p]
+        parts = [p for p in base.split(b"/") if p]
         for part in name.split(b"/"):
             if part == b"..":
                 if parts and self._is_symlink(record, b"/" + b"/".join(parts)):
-                    return True
+                    # The kernel went to the link target's parent. The lexical path is
+                    # still right when it names what the kernel reached: `/lib/../lib/x`
+                    # with /lib -> usr/lib is /usr/lib/x either way.
+                    raw = name if not base else base.rstrip(b"/") + b"/" + name
+                    return not self._same_place(record, raw, join(b"/", resolved))
                 if parts:
                     parts.pop()
             elif part and part != b".":
                 parts.append(part)
+        return False
+
+    def _same_place(self, record: records.Record, raw: bytes, lexical: bytes) -> bool:
+        """Do `raw` (resolved by the kernel, `..` and all) and `lexical` lead to the same
+        file, or, for a name that does not exist, to the same directory?"""
+        root = b"%s/%d/root" % (self._proc, record.tgid)
+        if not os.path.exists(root):
+            root = b""  # the process is gone: the tracer's own view is the best there is
+        for a, b in ((raw, lexical), (os.path.dirname(raw), os.path.dirname(lexical))):
+            try:
+                first, second = os.stat(root + a), os.stat(root + b)
+            except OSError:
+                continue
+            return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
         return False
 
     def _is_symlink(self, record: records.Record, path: bytes) -> bool:

@@ -449,3 +449,19 @@ def test_dotdot_after_a_symlinked_directory_is_uncertain(
     assert resolver.resolve(record(b"../x", base=5)) == (b"../x", Outcome.UNCERTAIN)
     resolver.learn(6, b"/a")
     assert resolver.resolve(record(b"real/../y", base=6)) == (b"/a/y", Outcome.RESOLVED)
+
+
+def test_dotdot_after_a_symlink_that_comes_back_to_the_same_place_is_kept(
+        resolver: PathResolver, proc: FakeProc, tmp_path) -> None:
+    """Merged /usr: /lib -> usr/lib. `/lib/../lib/crt1.o` (gcc's search path) reaches
+    /usr/lib/crt1.o in the kernel, and so does its lexical form /lib/crt1.o."""
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "usr" / "lib").mkdir(parents=True)
+    (rootfs / "usr" / "lib" / "crt1.o").write_text("x")
+    (rootfs / "lib").symlink_to("usr/lib")
+    proc.process(10, cwd="/", root=str(rootfs))
+    assert resolver.resolve(record(b"/lib/../lib/crt1.o"))[1] is Outcome.RESOLVED
+    assert resolver.resolve(record(b"/lib/../lib/missing.o"))[1] is Outcome.RESOLVED
+    # /lib/.. is /usr for the kernel: /usr/etc/x, not /etc/x.
+    (rootfs / "etc").mkdir()
+    assert resolver.resolve(record(b"/lib/../etc/x"))[1] is Outcome.UNCERTAIN
