@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-import struct
 
 _SYSCALLS = {"x86_64": {"bpf": 321, "perf_event_open": 298},
              "aarch64": {"bpf": 280, "perf_event_open": 241}}
@@ -31,11 +30,6 @@ PERF_TYPE_TRACEPOINT = 2
 PERF_SAMPLE_RAW = 1 << 10
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 
-BPF_MAP_TYPE_PERCPU_HASH = 5
-BPF_MAP_TYPE_PERCPU_ARRAY = 6
-BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
-PERCPU_TYPES = frozenset({BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
-                          BPF_MAP_TYPE_LRU_PERCPU_HASH})
 
 
 class BpfError(OSError):
@@ -218,10 +212,3 @@ def _possible_cpus() -> int:
         count += int(high or low) - int(low) + 1
     return count
 
-
-def u64(value: int) -> bytes:
-    return struct.pack("<Q", value)
-
-
-def u32(value: int) -> bytes:
-    return struct.pack("<I", value)

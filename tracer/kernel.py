@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from snoop.tracer import maps
-from snoop.tracer.bpfsys import PERCPU_TYPES, Bpf
+from snoop.tracer.bpfsys import Bpf
 from snoop.tracer.build import BuildPlan, LoadError
 from snoop.tracer.compiler import MAX_MESSAGE, plan_argument
 from snoop.tracer.ringbuf import RingReader
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 class _Map:
     fd: int
     layout: maps.MapLayout | None
-    percpu: bool
     value_size: int
 
 
@@ -84,13 +83,12 @@ class KernelSide:
             fd = fds[f"map-{name}"]
             info = self._bpf.map_info(fd)
             layout = maps.LAYOUTS.get(name)
-            percpu = info.type in PERCPU_TYPES
             if layout is not None and (info.key_size != layout.key.size or
                                        info.value_size != layout.value.size):
                 raise LoadError(f"BPF map {name} is {info.key_size}/{info.value_size} bytes "
                                 f"(key/value), tracer/maps.py says "
                                 f"{layout.key.size}/{layout.value.size}")
-            self._maps[name] = _Map(fd, layout, percpu, info.value_size)
+            self._maps[name] = _Map(fd, layout, info.value_size)
         self.ring = RingReader(self._maps["events"].fd, manifest["ringbuf_bytes"])
         self._closed = False
 
@@ -156,9 +154,6 @@ class KernelSide:
     @property
     def compile_seconds(self) -> float:
         return float(self.manifest.get("compile_seconds", 0.0))
-
-    def fd_paths(self) -> list[str]:
-        return [f"/proc/self/fd/{fd}" for fd in self._fds.values()]
 
     # ------------------------------------------------------------ map access
 

@@ -65,16 +65,8 @@ class PendingBatches:
         return [b for (s, seq), b in self._batches.items()
                 if s == sender and seq < below and 0.0 < b.last_sent < sent_before]
 
-    def all(self) -> list[PendingBatch]:
-        return list(self._batches.values())
-
     def due(self, now: float, resend_after: float) -> Iterator[PendingBatch]:
         """Batches never sent, or sent longer than resend_after ago, oldest first."""
         for batch in self._batches.values():
             if batch.last_sent == 0.0 or now - batch.last_sent >= resend_after:
                 yield batch
-
-    def oldest_age(self, now: float) -> float:
-        if not self._batches:
-            return 0.0
-        return now - next(iter(self._batches.values())).created_at
