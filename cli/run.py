@@ -58,7 +58,9 @@ def isolate(command: str) -> str:
     try:
         root = cgroups.discover_cgroup2_root()
         if cgroups.read_self_cgroup() == "/":
-            return cgroups.isolate_self(root, f"snoop-{os.getpid()}")
+            made = cgroups.isolate_self(root, f"snoop-{os.getpid()}")
+            os.environ[cgroups.MADE_CGROUP_ENV] = made  # children: see KernelSide.close
+            return made
     except (OSError, cgroups.CgroupError) as exc:
         print(f"snoop {command}: cannot move Snoop into its own cgroup: {exc}",
               file=sys.stderr)

@@ -508,6 +508,11 @@ def move_process(cgroup_dir: str, pid: int) -> None:
         raise CgroupError(f"cannot move pid {pid} into {cgroup_dir}: {exc.strerror}") from exc
 
 
+# Set by `snoop run` and `snoop record` for their children: the cgroup they made, which
+# they remove at the end and so must leave empty.
+MADE_CGROUP_ENV = "SNOOP_MADE_CGROUP"
+
+
 def isolate_self(root: str, name: str, pid: int | None = None) -> str:
     """Make cgroup `<root>/<name>` (e.g. `snoop-<pid>`) and move this process (or `pid`)
     into it; returns its relative path (`/<name>`).

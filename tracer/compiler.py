@@ -30,11 +30,8 @@ from snoop.tracer.build import (
     ringbuf_pages,
 )
 
-# Tail-call stages: (program array, program type, programs in index order).
-STAGES = (
-    ("raw_stages", "RAW_TRACEPOINT", ("stage_path2", "finish_raw", "stage_model", "magic_raw")),
-    ("tp_stages", "TRACEPOINT", ("finish_tp", "magic_tp")),
-)
+# Tail-call stages, in index order (STAGE_* in the BPF source).
+STAGES = ("exit_stage", "magic_stage", "finish_stage", "stage_path2", "stage_model")
 MAX_MESSAGE = 1 << 20
 
 
@@ -81,16 +78,12 @@ def build(plan: BuildPlan) -> tuple[dict, dict[str, int]]:
                 category, event = name[len("tracepoint__"):].split("__", 1)
                 fn = program.load_func(name.encode(), bcc.BPF.TRACEPOINT)
                 fds[f"link-{event}"] = bpf.tracepoint_link(plan.tracefs, category, event, fn.fd)
-                attached.append(event.removeprefix("sys_enter_"))
-            elif name.startswith("raw_tracepoint__"):
-                event = name[len("raw_tracepoint__"):]
-                fn = program.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT)
-                fds[f"link-raw-{event}"] = bpf.raw_tracepoint_link(event, fn.fd)
-        for array, kind, names in STAGES:
-            table = program[array.encode()]
-            for index, name in enumerate(names):
-                fn = program.load_func(name.encode(), getattr(bcc.BPF, kind))
-                table[table.Key(index)] = table.Leaf(fn.fd)
+                if not event.startswith("sys_exit_"):
+                    attached.append(event.removeprefix("sys_enter_"))
+        table = program[b"stage_progs"]
+        for index, name in enumerate(STAGES):
+            fn = program.load_func(name.encode(), bcc.BPF.TRACEPOINT)
+            table[table.Key(index)] = table.Leaf(fn.fd)
         for name in maps.ALL:
             fds[f"map-{name}"] = os.dup(program[name.encode()].map_fd)
     except (BpfError, Exception) as exc:

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from snoop.tracer import maps
+from snoop.tracer import cgroups, maps
 from snoop.tracer.bpfsys import Bpf
 from snoop.tracer.build import BuildPlan, LoadError
 from snoop.tracer.compiler import MAX_MESSAGE, plan_argument
@@ -45,6 +45,7 @@ class _Map:
     fd: int
     layout: maps.MapLayout | None
     value_size: int
+
 
 
 def instance_of(run_dir: str) -> str:
@@ -176,12 +177,16 @@ class KernelSide:
                 self._bpf.delete(targets.fd, key)
         for cgroup_id, mark in wanted.items():
             self._update("targets", (cgroup_id,), (mark,))
-        # Cached per-cgroup verdicts carry the generation they were computed in.
-        generation = self._lookup("generation", 0)
-        self._update("generation", (0,), ((generation[0] if generation else 0) + 1,))
+        self._new_generation()
 
     def exclude_process(self, tgid: int) -> None:
         self._update("excluded_tgids", (tgid,), (1,))
+        self._new_generation()
+
+    def _new_generation(self) -> None:
+        """Cached verdicts carry the generation they were computed in: stale ones go."""
+        generation = self._lookup("generation", 0)
+        self._update("generation", (0,), ((generation[0] if generation else 0) + 1,))
 
     def counters(self) -> dict[int, int]:
         """Per-CPU counter slots, summed over CPUs."""
@@ -226,20 +231,54 @@ class KernelSide:
     def resume(self) -> None:
         self._update("control", (0,), (0,))
 
-    def close(self, detach: bool) -> None:
+    def close(self, detach: bool, move_to: str | None = None) -> None:
         """detach=True: remove the pins too, so the programs go (a clean stop).
-        detach=False: leave the pins, so capture goes on for the next tracer."""
+        detach=False: leave the pins, so capture goes on for the next tracer.
+        move_to: a cgroup directory for the process that detaches, when the one the
+        tracer is in is about to be removed."""
         if self._closed:
             return
         self._closed = True
         self.ring.close()
         if detach and self.pin_dir is not None:
             remove_pins(self.pin_dir)
-        # Each link release waits for an RCU grace period (~80 ms here); from parallel
-        # threads they share grace periods, so a stop takes well under a second.
         fds = list(self._fds.values())
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(_close_quietly, fds))
+        if detach or self.pin_dir is None:
+            _release_in_background(fds, move_to)
+        else:
+            for fd in fds:
+                _close_quietly(fd)  # the pins keep everything: nothing is detached
+
+
+def _release_in_background(fds: list[int], move_to: str | None) -> None:
+    """Close the last references to the links, detaching the programs, in a grandchild.
+
+    The kernel detaches one syscall tracepoint at a time, each after an RCU grace period
+    under one mutex: ~40 ms each, seconds for them all. The programs are paused and the
+    final drain is done by now, so nobody needs to wait for that: the grandchild does,
+    and the tracer's stop stays instant."""
+    parent_done_r, parent_done_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            if os.fork() == 0:
+                keep = {*fds, parent_done_r}  # not the run-dir lock, not a socket
+                for name in os.listdir("/proc/self/fd"):
+                    if int(name) not in keep:
+                        _close_quietly(int(name))
+                if move_to:
+                    with contextlib.suppress(cgroups.CgroupError):
+                        cgroups.move_process(move_to, os.getpid())
+                os.read(parent_done_r, 1)  # EOF once the tracer closed its copies
+                for fd in fds:
+                    _close_quietly(fd)
+        finally:
+            os._exit(0)
+    for fd in fds:
+        _close_quietly(fd)  # not the last reference: cheap
+    os.close(parent_done_w)
+    os.close(parent_done_r)
+    os.waitpid(child, 0)
 
 
 def _close_quietly(fd: int) -> None:

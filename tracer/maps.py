@@ -33,5 +33,5 @@ LAYOUTS: dict[str, MapLayout] = {
 
 # Held open (or pinned) but never read: the ring buffer is mapped, and a program array
 # loses its programs when no user space reference to it is left.
-HELD = ("events", "raw_stages", "tp_stages")
+HELD = ("events", "stage_progs")
 ALL = tuple(LAYOUTS) + HELD

@@ -483,13 +483,19 @@ class Tracer:
             self._commit()
             self._resend_due()
             self._send_stats()
-            self.kernel.close(detach=True)
+            # Paused, so leaving is safe; the detach goes on in a child, which must not
+            # hold the cgroup the tracer made.
+            self._leave_own_cgroup()
+            made = os.environ.get(cgroups.MADE_CGROUP_ENV)
+            leaving = made and cgroups.read_self_cgroup() == made
+            self.kernel.close(detach=True, move_to=self.cgroup_root if leaving else None)
             self.bases_log.discard()
+        else:
+            self._leave_own_cgroup()
         self.bases_log.close()
         self.checkpoints.close(linger=0)
         self.sender.close()
         self.context.term()
-        self._leave_own_cgroup()
         log.info("tracer stopped", extra={"pending_batches": len(self.pending),
                                           "sent": self.sender.sent})
         return 0

@@ -137,7 +137,8 @@ struct stash {
     u8 kind2;
     u8 opts;
     u8 resolve;
-    u16 pad;
+    u8 live;  // set at entry, cleared at exit: the entry stays for the thread's next one
+    u8 pad;
 };
 
 struct dedup_key {
@@ -279,16 +280,39 @@ static __always_inline int cgroup_traced(u64 cgroup_id) {
     return verdict == 1;
 }
 
+// The last verdict on each CPU: a process runs many syscalls in a row, and every hook
+// asks. Changing the targets or the excluded processes bumps the generation.
+struct last_verdict {
+    u64 cgroup_id;
+    u64 gen;
+    u32 tgid;
+    u32 traced;
+};
+BPF_PERCPU_ARRAY(last_verdicts, struct last_verdict, 1);
+
+static __always_inline int traced_now(u64 cgroup_id, u32 tgid) {
+    u32 zero = 0;
+    u64 gen = current_generation();
+    struct last_verdict *last = last_verdicts.lookup(&zero);
+    if (last && last->cgroup_id == cgroup_id && last->tgid == tgid && last->gen == gen)
+        return last->traced;
+    int traced = cgroup_traced(cgroup_id) && excluded_tgids.lookup(&tgid) == NULL;
+    if (last) {
+        last->cgroup_id = cgroup_id;
+        last->gen = gen;
+        last->tgid = tgid;
+        last->traced = traced;
+    }
+    return traced;
+}
+
 static __always_inline int should_trace(u64 *cgroup_id) {
     u32 zero = 0;
     u32 *paused = control.lookup(&zero);
     if (paused && *paused)
         return 0;
     *cgroup_id = bpf_get_current_cgroup_id();
-    if (!cgroup_traced(*cgroup_id))
-        return 0;
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    return excluded_tgids.lookup(&tgid) == NULL;
+    return traced_now(*cgroup_id, bpf_get_current_pid_tgid() >> 32);
 }
 
 static __always_inline u8 kind_from_open_flags(u64 flags) {
@@ -445,15 +469,20 @@ static __always_inline void fd_put_entry(u64 files, s32 fd, u64 base, u64 sock,
     struct fd_key key = {};
     key.files = files;
     key.fd = fd;
-    struct fd_entry entry = {};
+    struct fd_value value = {};
+    value.base = base;
+    value.sock = sock;
+    value.stamp = now_ns();
+    value.cloexec = cloexec;
+    value.set = 1;
     struct fd_entry *old = fds.lookup(&key);
-    if (old)
-        entry.before = old->now;
-    entry.now.base = base;
-    entry.now.sock = sock;
-    entry.now.stamp = now_ns();
-    entry.now.cloexec = cloexec;
-    entry.now.set = 1;
+    if (old) {
+        old->before = old->now;  // in place: cheaper than an update of an LRU map
+        old->now = value;
+        return;
+    }
+    struct fd_entry entry = {};
+    entry.now = value;
     fds.update(&key, &entry);
 }
 
@@ -471,6 +500,12 @@ static __always_inline void fd_put(u64 files, s32 fd, u64 base, u32 cloexec) {
 }
 
 static __always_inline void cwd_put(u64 fs, u64 base) {
+    struct cwd_entry *known = cwds.lookup(&fs);
+    if (known) {
+        known->base = base;
+        known->stamp = now_ns();
+        return;
+    }
     struct cwd_entry entry = {};
     entry.base = base;
     entry.stamp = now_ns();
@@ -669,8 +704,7 @@ static __always_inline u64 hash_path(struct event_buf *buf, u32 len) {
         u32 offset = i * 8;
         if (offset >= len)
             break;
-        u64 word = 0;
-        bpf_probe_read_kernel(&word, 8, &buf->path[offset & (SNOOP_PATH_MAX - 8)]);
+        u64 word = *(u64 *)&buf->path[offset & (SNOOP_PATH_MAX - 8)];
         u32 remaining = len - offset;
         if (remaining < 8)
             word &= (1ULL << (remaining * 8)) - 1;
@@ -745,12 +779,12 @@ static __always_inline int is_root_switch(u16 syscall) {
 #define AFTER_NOTHING 0
 #define AFTER_STASHED 1  // a syscall's first path: fd results, chdir, chroot; then path2
 #define AFTER_EXEC 2     // sched_process_exec: close-on-exec fds go
-#define STAGE_PATH2 0
-#define STAGE_FINISH 1
-#define STAGE_MODEL 2
-#define STAGE_MAGIC 3
-#define TP_STAGE_FINISH 0
-#define TP_STAGE_MAGIC 1
+#define STAGE_EXIT 0     // what a syscall's exit does with its stash
+#define STAGE_MAGIC 1
+#define STAGE_FINISH 2
+#define STAGE_PATH2 3
+#define STAGE_MODEL 4
+#define STAGE_COUNT 5
 
 struct stage {
     struct stash args;
@@ -763,8 +797,8 @@ struct stage {
     u8 after;
     u8 base_record;
 };
-BPF_PROG_ARRAY(raw_stages, 4);    // for sys_exit (raw tracepoint programs)
-BPF_PROG_ARRAY(tp_stages, 4);   // for tracepoint programs
+// Every program here is a tracepoint program, so one array serves entry and exit alike.
+BPF_PROG_ARRAY(stage_progs, STAGE_COUNT);
 BPF_PERCPU_ARRAY(stages, struct stage, 1);
 
 static __always_inline struct stage *current_stage(void) {
@@ -869,19 +903,13 @@ static __always_inline void after_exec(void) {
     }
 }
 
-int magic_raw(void *ctx) {
+int magic_stage(void *ctx) {
     find_magic();
-    raw_stages.call(ctx, STAGE_FINISH);
+    stage_progs.call(ctx, STAGE_FINISH);
     return 0;
 }
 
-int magic_tp(void *ctx) {
-    find_magic();
-    tp_stages.call(ctx, TP_STAGE_FINISH);
-    return 0;
-}
-
-int finish_raw(void *ctx) {
+int finish_stage(void *ctx) {
     struct stage *st = current_stage();
     if (!st)
         return 0;
@@ -889,19 +917,21 @@ int finish_raw(void *ctx) {
     if (st->after == AFTER_STASHED) {
         after_stashed(st, serial);
         if (st->args.path2)
-            raw_stages.call(ctx, STAGE_PATH2);
+            stage_progs.call(ctx, STAGE_PATH2);
+    } else if (st->after == AFTER_EXEC) {
+        after_exec();
     }
     return 0;
 }
 
-int finish_tp(void *ctx) {
-    struct stage *st = current_stage();
-    if (!st)
-        return 0;
-    finish_record(st);
-    if (st->after == AFTER_EXEC)
-        after_exec();
-    return 0;
+static __always_inline void put_stash(struct stash *entry) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    entry->live = 1;
+    struct stash *slot = inflight.lookup(&tid);
+    if (slot)
+        *slot = *entry;
+    else if (inflight.update(&tid, entry) != 0)
+        count(STAT_STASH_FULL);
 }
 
 static __always_inline int stash_args(u8 kind, u16 syscall, s32 dirfd, u64 path, u8 opts,
@@ -919,9 +949,7 @@ static __always_inline int stash_args(u8 kind, u16 syscall, s32 dirfd, u64 path,
     entry.kind2 = kind2;
     entry.opts = opts;
     entry.resolve = resolve;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    if (inflight.update(&tid, &entry) != 0)
-        count(STAT_STASH_FULL);
+    put_stash(&entry);
     return 0;
 }
 
@@ -935,9 +963,7 @@ static __always_inline int stash_model(u8 kind, u16 syscall, s32 fd, u64 arg) {
     entry.syscall = syscall;
     entry.dirfd = fd;
     entry.arg = arg;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    if (inflight.update(&tid, &entry) != 0)
-        count(STAT_STASH_FULL);
+    put_stash(&entry);
     return 0;
 }
 
@@ -1076,24 +1102,38 @@ static __always_inline void model_exit(struct stash *args, s64 ret) {
 // At sys_exit the kernel has already copied (and so faulted in) the path's user page,
 // which a read at sys_enter cannot do: a new process's first openat often has its path
 // in a page that is not resident yet. So paths are read here.
+//
+// Each hooked syscall has its own exit tracepoint, so a syscall Snoop does not hook
+// costs nothing, and the one program every exit runs is this lookup: the work is a tail
+// call away, verified once.
 static __always_inline int on_sys_exit(void *ctx, s64 ret) {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!traced_now(bpf_get_current_cgroup_id(), pid_tgid >> 32))
+        return 0;  // nothing stashed (a verdict changed since the entry: its stash waits)
+    u32 tid = (u32)pid_tgid;
     struct stash *entry = inflight.lookup(&tid);
-    if (!entry)
+    if (!entry || !entry->live)
         return 0;
     struct stage *st = current_stage();
-    if (!st) {
-        inflight.delete(&tid);
+    entry->live = 0;  // left in place: an update and a delete per syscall cost more
+    if (!st)
         return 0;
-    }
     st->args = *entry;
     st->ret = ret;
-    inflight.delete(&tid);
+    stage_progs.call(ctx, STAGE_EXIT);
+    return 0;
+}
+
+int exit_stage(void *ctx) {
+    struct stage *st = current_stage();
+    if (!st)
+        return 0;
     struct stash *args = &st->args;
+    s64 ret = st->ret;
     if (args->kind == KIND_CLONE)
         return 0;  // read by sched_process_fork
     if (args->kind >= KIND_FORK) {
-        raw_stages.call(ctx, STAGE_MODEL);
+        stage_progs.call(ctx, STAGE_MODEL);
         return 0;
     }
     if ((args->opts & STASH_EXEC_RETRY) && ret >= 0)
@@ -1105,10 +1145,10 @@ static __always_inline int on_sys_exit(void *ctx, s64 ret) {
                       args->dirfd, args->path, ret, args->resolve, NULL)) {
         after_stashed(st, 0);  // an open whose path is unknown: its fd is unknown too
         if (args->path2)
-            raw_stages.call(ctx, STAGE_PATH2);
+            stage_progs.call(ctx, STAGE_PATH2);
         return 0;
     }
-    raw_stages.call(ctx, STAGE_MAGIC);
+    stage_progs.call(ctx, STAGE_MAGIC);
     return 0;
 }
 
@@ -1120,7 +1160,7 @@ int stage_path2(void *ctx) {
     st->base_record = 0;
     if (prepare_path(st, bpf_get_current_cgroup_id(), st->args.kind2, st->args.syscall,
                      st->args.dirfd2, st->args.path2, st->ret, 0, NULL))
-        raw_stages.call(ctx, STAGE_MAGIC);
+        stage_progs.call(ctx, STAGE_MAGIC);
     return 0;
 }
 
@@ -1147,32 +1187,40 @@ static __always_inline int on_exec_enter(void *ctx, u16 syscall, s32 dirfd, u64 
     st->base_record = 0;
     int read_failed = 0;
     if (prepare_path(st, cgroup_id, KIND_EXEC, syscall, dirfd, path, 0, 0, &read_failed))
-        tp_stages.call(ctx, TP_STAGE_MAGIC);
+        stage_progs.call(ctx, STAGE_MAGIC);
     else if (read_failed)
         stash_args(KIND_EXEC, syscall, dirfd, path, STASH_EXEC_RETRY, 0, 0, 0, 0);
     return 0;
 }
+
+#define EXIT_PROBE(NAME)                                                               \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##NAME) {                                      \
+        return on_sys_exit(args, (s64)args->ret);                                      \
+    }
 
 // One path: PROBE1(name, kind, dirfd expression, path field, unused).
 #define PROBE1(NAME, KIND, DIRFD, PATH, UNUSED)                                        \
     TRACEPOINT_PROBE(syscalls, sys_enter_##NAME) {                                     \
         return stash_args(KIND, SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH, 0, 0,   \
                           0, 0, 0);                                                    \
-    }
+    }                                                                                   \
+    EXIT_PROBE(NAME)
 
 // Two paths (rename, link): PROBE2(name, kind, dirfd1, path1, kind2, dirfd2, path2).
 #define PROBE2(NAME, KIND, DIRFD, PATH, KIND2, DIRFD2, PATH2)                          \
     TRACEPOINT_PROBE(syscalls, sys_enter_##NAME) {                                     \
         return stash_args(KIND, SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH, 0, 0,   \
                           (s32)(DIRFD2), (u64)args->PATH2, KIND2);                     \
-    }
+    }                                                                                   \
+    EXIT_PROBE(NAME)
 
 // Opens: OPEN_PROBE(name, dirfd, path field, open flags, openat2 resolve flags).
 #define OPEN_PROBE(NAME, DIRFD, PATH, FLAGS, RESOLVE)                                  \
     TRACEPOINT_PROBE(syscalls, sys_enter_##NAME) {                                     \
         return stash_open(SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH, (u64)(FLAGS), \
                           (u64)(RESOLVE));                                             \
-    }
+    }                                                                                   \
+    EXIT_PROBE(NAME)
 
 #define CWD AT_FDCWD_VALUE
 
@@ -1199,11 +1247,13 @@ OPEN_PROBE(openat2, args->dfd, filename, open_how_field(args->how, 0),
 TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
     return on_exec_enter(args, SYS_IDX_execve, CWD, (u64)args->filename);
 }
+EXIT_PROBE(execve)
 #endif
 #ifdef HAVE_execveat
 TRACEPOINT_PROBE(syscalls, sys_enter_execveat) {
     return on_exec_enter(args, SYS_IDX_execveat, (s32)args->fd, (u64)args->filename);
 }
+EXIT_PROBE(execveat)
 #endif
 #ifdef HAVE_newstat
 PROBE1(newstat, KIND_STAT, CWD, filename, 0)
@@ -1239,6 +1289,7 @@ PROBE1(chdir, KIND_CHDIR, CWD, filename, 0)
 TRACEPOINT_PROBE(syscalls, sys_enter_fchdir) {
     return stash_model(KIND_FCHDIR, SYS_IDX_fchdir, (s32)args->fd, 0);
 }
+EXIT_PROBE(fchdir)
 #endif
 #ifdef HAVE_chroot
 PROBE1(chroot, KIND_STAT, CWD, filename, 0)
@@ -1371,15 +1422,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_open_tree) {
                       STASH_RETURNS_FD | ((args->flags & O_CLOEXEC_BIT) ? STASH_CLOEXEC : 0),
                       0, 0, 0, 0);
 }
+EXIT_PROBE(open_tree)
 #endif
 
-
-// One exit hook for every syscall: a raw tracepoint costs a few ns on syscalls with no
-// stashed entry, and one hook instead of one per syscall keeps a stop fast (detaching
-// each tracepoint waits for an RCU grace period). Its second argument is the return value.
-RAW_TRACEPOINT_PROBE(sys_exit) {
-    return on_sys_exit(ctx, (s64)ctx->args[1]);
-}
 
 // ---------------------------------------------------------------- fd table updates
 
@@ -1403,22 +1448,26 @@ TRACEPOINT_PROBE(syscalls, sys_enter_fcntl) {
         fd_put(p->files, (s32)args->fd, base, (args->arg & FD_CLOEXEC_BIT) ? 1 : 0);
     return 0;
 }
+EXIT_PROBE(fcntl)
 #endif
 #ifdef HAVE_dup
 TRACEPOINT_PROBE(syscalls, sys_enter_dup) {
     return stash_model(KIND_DUP, SYS_IDX_dup, (s32)args->fildes, 0);
 }
+EXIT_PROBE(dup)
 #endif
 #ifdef HAVE_dup2
 TRACEPOINT_PROBE(syscalls, sys_enter_dup2) {
     return stash_model(KIND_DUP, SYS_IDX_dup2, (s32)args->oldfd, 0);
 }
+EXIT_PROBE(dup2)
 #endif
 #ifdef HAVE_dup3
 TRACEPOINT_PROBE(syscalls, sys_enter_dup3) {
     return stash_model(KIND_DUP, SYS_IDX_dup3, (s32)args->oldfd,
                        (args->flags & O_CLOEXEC_BIT) ? 1 : 0);
 }
+EXIT_PROBE(dup3)
 #endif
 // A closed fd number may come back by a way the kernel side does not see (a socket, an
 // fd received by SCM_RIGHTS): closing leaves an entry that says "unknown", so a later
@@ -1445,6 +1494,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close_range) {
 TRACEPOINT_PROBE(syscalls, sys_enter_socketpair) {
     return stash_model(KIND_SOCKETPAIR, SYS_IDX_socketpair, 0, (u64)args->usockvec);
 }
+EXIT_PROBE(socketpair)
 #endif
 #ifdef HAVE_sendmsg
 TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
@@ -1458,11 +1508,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
 TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg) {
     return stash_model(KIND_RECVMSG, SYS_IDX_recvmsg, (s32)args->fd, (u64)args->msg);
 }
+EXIT_PROBE(recvmsg)
 #endif
 #ifdef HAVE_clone
 TRACEPOINT_PROBE(syscalls, sys_enter_clone) {
     return stash_model(KIND_CLONE, SYS_IDX_clone, 0, (u64)args->clone_flags);
 }
+EXIT_PROBE(clone)
 #endif
 #ifdef HAVE_clone3
 TRACEPOINT_PROBE(syscalls, sys_enter_clone3) {
@@ -1470,11 +1522,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_clone3) {
     bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
     return stash_model(KIND_CLONE, SYS_IDX_clone3, 0, flags);
 }
+EXIT_PROBE(clone3)
 #endif
 #ifdef HAVE_unshare
 TRACEPOINT_PROBE(syscalls, sys_enter_unshare) {
     return stash_model(KIND_UNSHARE, SYS_IDX_unshare, 0, (u64)args->unshare_flags);
 }
+EXIT_PROBE(unshare)
 #endif
 
 // ---------------------------------------------------------------- processes
@@ -1509,7 +1563,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     st->after = AFTER_EXEC;
     st->base_record = 0;
     // execveat names it /dev/fd/N/name: finish_tp looks N up before the exec's copy.
-    tp_stages.call(args, TP_STAGE_MAGIC);
+    stage_progs.call(args, STAGE_MAGIC);
     after_exec();  // only reached when the tail call failed
     return 0;
 }
@@ -1523,7 +1577,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     u32 tgid = pid_tgid >> 32;
     u64 flags = 0;  // fork() and vfork(): a copy of everything
     struct stash *clone = inflight.lookup(&tid);
-    if (clone && clone->kind == KIND_CLONE)
+    if (clone && clone->live && clone->kind == KIND_CLONE)
         flags = clone->arg;
     struct proc *parent = get_proc(tgid);
     if (!parent)
@@ -1573,6 +1627,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
 TRACEPOINT_PROBE(sched, sched_process_exit) {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tgid = pid_tgid >> 32;
+    u32 tid = (u32)pid_tgid;
+    inflight.delete(&tid);  // a thread killed inside a syscall never reached its exit
 #ifdef HAVE_GROUP_DEAD
     if (!args->group_dead)
         return 0;
