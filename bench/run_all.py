@@ -4,7 +4,9 @@
 
 - overhead.py: what tracing costs a workload, Snoop beside opensnoop and strace (root);
 - memory.py: the tracer's RSS after start and while tracing 100K unique paths (root);
-- processor_memory.py: the processor's memory per unique path.
+- processor_memory.py: the processor's memory per unique path;
+- stack.py: the whole `snoop run` stack's PSS with 100K unique files, and unique paths per
+  second from the kernel to a persisted report (root).
 
 The benches run one at a time: each measures the machine, and another bench running
 beside it would be part of what it measured.
@@ -32,6 +34,8 @@ def benches(quick: bool, json_dir: str | None) -> list[tuple[str, list[str], boo
          True),
         ("memory", ["memory.py", *(["20000"] if quick else []), *json_arg("memory")], True),
         ("processor_memory", ["processor_memory.py", *(["20000"] if quick else [])], False),
+        ("stack", ["stack.py", *(["--paths", "20000", "--flood", "80000"] if quick else []),
+                   *json_arg("stack")], True),
     ]
 
 

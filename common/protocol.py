@@ -293,10 +293,9 @@ def _stats_out(s: TracerStats) -> dict:
 def _body(message: Message) -> dict:
     if isinstance(message, EventBatch):
         return {
-            "events": [
-                [e.cgroup_id, e.pid, e.tgid, int(e.kind), e.path, e.resolved]
-                for e in message.events
-            ],
+            # An Event is a tuple in wire order (kind an IntEnum): msgpack writes it as
+            # the array [cgroup_id, pid, tgid, kind, path, resolved] without a copy.
+            "events": message.events,
             "workloads": {cid: _workload_out(w) for cid, w in message.workloads.items()},
             "sent_at": message.sent_at,
             "resend": message.resend,

@@ -15,8 +15,12 @@ from snoop.tracer.resolve import Outcome, PathResolver
 from snoop.tracer.syscalls import ALL_NAMES
 
 _KIND_OF = {int(k): k for k in AccessKind}  # faster than AccessKind(n), once per event
+_new_event = tuple.__new__  # Event(...) without its __new__: half the cost, once per event
 _PRIMES = frozenset({records.KIND_PRIME_CWD, records.KIND_PRIME_FD})
 _SYS_CHROOT = ALL_NAMES.index("chroot")
+# Flags that make a record more than its absolute path.
+_NEEDS_RESOLVING = records.FLAG_READ_FAILED | records.FLAG_MAGIC | records.FLAG_UNCERTAIN | \
+    records.FLAG_OLD_ROOT
 
 
 @dataclass
@@ -37,17 +41,26 @@ class RecordTranslator:
 
     def translate(self, record: records.Record) -> Event | None:
         """The Event for a file record; None for bookkeeping records and lost paths."""
-        access = _KIND_OF.get(record.kind)
+        (cgroup_id, serial, _, ret, pid, tgid, _, _, syscall, _, kind, flags, resolve,
+         path) = record
+        access = _KIND_OF.get(kind)
         if access is None:
-            kind = record.kind
             if kind in _PRIMES:
                 self.resolver.prime(record)
             elif kind == records.KIND_FORK:
-                self.resolver.on_fork(record.tgid, record.ret)
+                self.resolver.on_fork(tgid, ret)
             elif kind == records.KIND_EXIT:
-                self.resolver.on_exit(record.tgid)
+                self.resolver.on_exit(tgid)
             return None
-        if record.flags & records.FLAG_READ_FAILED:
+        if not flags & _NEEDS_RESOLVING and not resolve and path[:1] == b"/" and \
+                b"/.." not in path and len(path) <= self.max_path_bytes:
+            # Absolute, as most are: nothing to resolve (a "/.." could cross a symlink).
+            if flags & records.FLAG_BASE:
+                self.resolver.learn(serial, path)
+            elif syscall == _SYS_CHROOT and ret == 0:
+                self.resolver.on_chroot(tgid, path)
+            return _new_event(Event, (cgroup_id, pid, tgid, access, path, True))
+        if flags & records.FLAG_READ_FAILED:
             return None  # counted by the kernel (STAT_READ_FAILED), reported as coverage
         path, outcome = self.resolver.resolve(record)
         if outcome is Outcome.RESOLVED:

@@ -42,6 +42,12 @@ class NewcomerGate:
         self.max_held = max_held
         self.dropped = 0  # events dropped as from before a root switch
 
+    def passes_straight(self, record: records.Record) -> bool:
+        """True when the record's event is all `passes` would return (the common case)."""
+        tgid = record.tgid
+        return tgid in self._settled and tgid not in self._held and \
+            record.kind < records.KIND_FORK
+
     def passes(self, record: records.Record, event: Event | None, now: float) -> list[Event]:
         """The events to send now for this record (held ones included, in order)."""
         tgid = record.tgid

@@ -48,31 +48,39 @@ class RecordError(ValueError):
 
 
 class Record(NamedTuple):
-    """One decoded record. A NamedTuple: the tracer builds one per event, and a tuple
+    """One decoded record: the header's fields in its order, then the path. A NamedTuple
+    made straight from the unpacked header: the tracer builds one per event, and a tuple
     is several times cheaper to create than a frozen dataclass."""
 
     cgroup_id: int
-    pid: int
-    tgid: int
-    ret: int
-    dirfd: int
-    kind: int
-    flags: int
-    syscall: int
-    path: bytes
     serial: int = 0  # unique per record
     base: int = 0  # serial of the cwd or fd a relative or magic path is relative to
+    ret: int = 0
+    pid: int = 0
+    tgid: int = 0
+    dirfd: int = AT_FDCWD
+    path_len: int = 0
+    syscall: int = 0
     skip: int = 0  # FLAG_MAGIC: bytes of the path's /proc/self/fd/N/ prefix
+    kind: int = 0
+    flags: int = 0
     resolve: int = 0  # openat2's RESOLVE_BENEATH / RESOLVE_IN_ROOT bits
+    path: bytes = b""
 
 
-def decode(data: bytes | memoryview) -> Record:
-    if len(data) < HEADER.size:
-        raise RecordError(f"record of {len(data)} bytes, shorter than its header")
-    (cgroup_id, serial, base, ret, pid, tgid, dirfd, path_len, syscall, skip, kind, flags,
-     resolve, _, _) = HEADER.unpack_from(data)
-    end = HEADER.size + path_len
-    if len(data) < end:
-        raise RecordError(f"record says {path_len} path bytes, has {len(data) - HEADER.size}")
-    return Record(cgroup_id, pid, tgid, ret, dirfd, kind, flags, syscall,
-                  bytes(data[HEADER.size:end]), serial, base, skip, resolve)
+# HEADER without its padding: the values of Record's fields before `path`.
+_FIELDS = struct.Struct("<QQQqIIiHHHBBB3x")
+_unpack_fields = _FIELDS.unpack_from
+_make = Record._make
+HEADER_SIZE = _FIELDS.size
+
+
+def decode(data: bytes) -> Record:
+    size = len(data)
+    if size < HEADER_SIZE:
+        raise RecordError(f"record of {size} bytes, shorter than its header")
+    fields = _unpack_fields(data)
+    end = HEADER_SIZE + fields[7]
+    if size < end:
+        raise RecordError(f"record says {fields[7]} path bytes, has {size - HEADER_SIZE}")
+    return _make((*fields, data[HEADER_SIZE:end]))

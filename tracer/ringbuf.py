@@ -1,10 +1,12 @@
 """The BPF ring buffer, read in bulk through its own mapping: no bcc, no callback.
 
 Layout (kernel/bpf/ringbuf.c): page 0 holds the consumer position (ours to write);
-page 1 the producer position; the data pages follow, mapped twice in a row so that a
-record that wraps around the end reads as one piece. Each record starts with an 8-byte
-header: a u32 length with a busy bit (the producer has not committed it yet) and a
-discard bit (committed empty), then the data, padded to 8 bytes.
+page 1 the producer position; the data pages follow. The kernel offers them mapped twice
+in a row, so that a record that wraps around the end reads as one piece; they are mapped
+once here, and the rare wrapped record is joined from two pieces, because every mapped
+page counts in the tracer's RSS. Each record starts with an 8-byte header (never split:
+records are 8-byte aligned): a u32 length with a busy bit (the producer has not committed
+it yet) and a discard bit (committed empty), then the data, padded to 8 bytes.
 
 The consumer position is only moved by `commit()`: the tracer commits once the records
 read are safe elsewhere (sent and spooled), so a tracer killed in between leaves them
@@ -34,7 +36,7 @@ class RingReader:
         self._mask = size - 1
         self._consumer = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED,
                                    mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._producer = mmap.mmap(fd, PAGE_SIZE + 2 * size, mmap.MAP_SHARED,
+        self._producer = mmap.mmap(fd, PAGE_SIZE + size, mmap.MAP_SHARED,
                                    mmap.PROT_READ, offset=PAGE_SIZE)
         self._data = memoryview(self._producer)[PAGE_SIZE:]
         self._poll = select.poll()
@@ -57,7 +59,7 @@ class RingReader:
     def read(self, max_records: int = 1 << 30) -> list[bytes]:
         """Committed records after `position`, up to max_records; discarded ones skipped."""
         records = []
-        data, mask, position = self._data, self._mask, self.position
+        data, mask, size, position = self._data, self._mask, self.size, self.position
         produced = self.produced
         unpack = _U32.unpack_from
         while position < produced and len(records) < max_records:
@@ -67,7 +69,12 @@ class RingReader:
                 break  # not committed yet; later ones wait behind it
             length = header & ~(BUSY | DISCARD)
             if not header & DISCARD:
-                records.append(bytes(data[offset + HEADER:offset + HEADER + length]))
+                start = offset + HEADER  # <= size: the header never wraps
+                end = start + length
+                if end <= size:
+                    records.append(bytes(data[start:end]))
+                else:  # the data wraps around the end
+                    records.append(bytes(data[start:size]) + bytes(data[:end - size]))
             position += (length + HEADER + 7) & ~7
         self.position = position
         return records

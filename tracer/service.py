@@ -90,11 +90,12 @@ class BatchBuilder:
     coverage: dict[int, CaptureCounts] = field(default_factory=dict)
     opened_at: float = 0.0
 
-    def add(self, event: Event, workload: Workload, now: float) -> None:
+    def add_all(self, events: list[Event], workloads: dict[int, Workload], now: float) -> None:
+        """`workloads`: those of the events' cgroups that the batch does not have yet."""
         if not self.events and not self.coverage:
             self.opened_at = now
-        self.events.append(event)
-        self.workloads.setdefault(event.cgroup_id, workload)
+        self.events.extend(events)
+        self.workloads.update(workloads)
 
     def add_coverage(self, cgroup_id: int, workload: Workload, counts: CaptureCounts,
                      now: float) -> None:
@@ -285,6 +286,9 @@ class Tracer:
         now = self.clock()
         counts = self._counts_by_index
         translate, passes, decode = self.translator.translate, self.gate.passes, records.decode
+        straight = self.gate.passes_straight
+        events: list[Event] = []
+        append = events.append
         for data in ring.read(MAX_RECORDS_PER_TURN):
             try:
                 record = decode(data)
@@ -292,8 +296,13 @@ class Tracer:
                 log.warning("bad ring buffer record", extra={"error": str(exc)})
                 continue
             counts[record.syscall] += 1
-            self._add(passes(record, translate(record), now), now)
-        self._add(self.gate.expired(now), now)
+            event = translate(record)
+            if event is not None and straight(record):
+                append(event)
+            else:
+                events.extend(passes(record, event, now))
+        events.extend(self.gate.expired(now))
+        self._add(events, now)
 
     def _compact_bases_log(self) -> None:
         """Bases are learned again as the dedup's TTL sends paths again: rewrite the log
@@ -324,9 +333,13 @@ class Tracer:
                                         CaptureCounts(io_uring_ops=delta), now)
 
     def _add(self, events: list[Event], now: float) -> None:
-        for event in events:
-            self.batch.add(event, self._workload_of(event.cgroup_id), now)
-            if len(self.batch.events) >= self.batch.max_events:
+        batch = self.batch
+        while events:
+            room = batch.max_events - len(batch.events)
+            taken, events = events[:room], events[room:]
+            batch.add_all(taken, {c: self._workload_of(c) for c in {e.cgroup_id for e in taken}
+                                  if c not in batch.workloads}, now)
+            if len(batch.events) >= batch.max_events:
                 self._flush()
 
     # ------------------------------------------------------------ sending

@@ -29,6 +29,7 @@ def test_python_header_matches_the_struct_bcc_compiled(compiled):
         offset += size
     assert compiled["header"] == python_side
     assert records.HEADER.size == offset
+    assert records.HEADER.size == records.HEADER_SIZE  # the unpacker that skips the padding
 
 
 @pytest.mark.bpf

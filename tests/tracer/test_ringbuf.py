@@ -30,6 +30,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
     if (!r)
         return 0;
     r->seq = seq;
+#pragma unroll
+    for (int i = 0; i < SLOTS; i++)
+        r->pad[i] = seq * 1000 + i;  // so a record joined wrongly at the wrap shows
     if (seq % 3 == 0)
         ring.ringbuf_discard(r, 0);
     else
@@ -55,6 +58,10 @@ def test_bulk_reader_returns_exactly_the_submitted_records_across_wraps():
             records = reader.read()
             seen.extend(int.from_bytes(r[:8], "little") for r in records)
             assert all(len(r) == 8 + SLOTS * 8 for r in records)
+            for r in records:
+                seq = int.from_bytes(r[:8], "little")
+                assert r[8:] == b"".join((seq * 1000 + i).to_bytes(8, "little")
+                                         for i in range(SLOTS)), seq
             reader.commit()
         assert reader.committed == reader.position == reader.produced
         assert seen == [n for n in range(1, produced + 1) if n % 3 != 0]

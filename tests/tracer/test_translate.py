@@ -14,8 +14,9 @@ CHROOT = ALL_NAMES.index("chroot")
 def rec(path: bytes, *, kind: int = int(AccessKind.STAT), base: int = 0, flags: int = 0,
         serial: int = 1, ret: int = 0, dirfd: int = -100, syscall: int = 0,
         cgroup: int = 7, tgid: int = 10) -> records.Record:
-    return records.Record(cgroup, tgid, tgid, ret, dirfd, kind, flags, syscall, path,
-                          serial, base)
+    return records.Record(cgroup_id=cgroup, pid=tgid, tgid=tgid, ret=ret, dirfd=dirfd,
+                          kind=kind, flags=flags, syscall=syscall, path=path, serial=serial,
+                          base=base)
 
 
 def translator(max_path_bytes: int = 64) -> RecordTranslator:
