@@ -2,8 +2,11 @@
 unique paths per second it carries from the kernel to a persisted report.
 
 Starts a real `snoop run` (supervisord, tracer, processor, reporter) for a test cgroup,
-writing its report every 0.2 s. Then, in that cgroup, a C helper stats unique
-nonexistent paths as fast as it can:
+writing its report every second, with a 128 MiB ring buffer: the C helper below makes
+paths faster than any tracer drains them, and the kernel must hold the backlog for the
+figure to be the pipeline's own rate with zero loss (with the default 8 MiB the same
+flood loses what does not fit, and says so). Then, in that cgroup, a C helper stats
+unique nonexistent paths as fast as it can:
 
 - PSS: N unique paths (default 100,000); once the report on disk holds them all, the
   proportional set size of every process of the stack (smaps_rollup), summed. PSS splits
@@ -72,6 +75,7 @@ def reporter_metrics(run: SnoopRun) -> dict[str, float]:
 def wait_persisted(run: SnoopRun, unique_files: int) -> float:
     """The time of the first report write after the reporter held `unique_files` paths."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
+    values: dict[str, float] = {}
     while time.monotonic() < deadline:
         values = reporter_metrics(run)
         if values.get("snoop_unique_files", 0) >= unique_files and \
@@ -79,7 +83,7 @@ def wait_persisted(run: SnoopRun, unique_files: int) -> float:
             return values["snoop_report_last_write_timestamp_seconds"]
         time.sleep(0.05)
     raise RuntimeError(f"the report did not reach {unique_files:,} files in "
-                       f"{SETTLE_TIMEOUT:.0f}s: {run.log()}")
+                       f"{SETTLE_TIMEOUT:.0f}s: reporter metrics {values}; {run.log()}")
 
 
 def flood(cgroup, filebench: str, n: int) -> tuple[str, float]:
@@ -108,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     run = None
     try:
         run = SnoopRun(Path(scratch), cgroup.rel, {
-            "SNOOP_REPORT_INTERVAL": "0.2s",
+            "SNOOP_REPORT_INTERVAL": "1s",
+            "SNOOP_RINGBUF_BYTES": str(128 * MIB),
             "SNOOP_LOG_LEVEL": "warning",
             "SNOOP_MAX_UNIQUE_FILES": str(4 * (args.paths + args.flood)),
         })
@@ -134,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             run.close()
         cgroup.remove()
 
-    print(f"snoop run stack, report written every 0.2 s; machine: {benchlib.machine()}")
+    print(f"snoop run stack, report written every 1 s, 128 MiB ring buffer; machine: "
+          f"{benchlib.machine()}")
     loaded_title = f"PSS with {args.paths:,} files MiB"
     print(f"\n{'process':<12} {'PSS idle MiB':>13} {loaded_title:>26}")
     for name in pids:

@@ -101,6 +101,10 @@ class FileDetail:
     kinds: int = 0  # bit mask: 1 << AccessKind
     first_seen: float = 0.0
     last_seen: float = 0.0
+    # This entry's line of `dumps()`, kept until the entry changes: a report is written
+    # again and again, and most of its files have not changed since the last time.
+    line: str = field(default="", compare=False, repr=False)
+    name: str = field(default="", compare=False, repr=False)  # its path, as JSON text
 
     def merge(self, kinds: int, first_seen: float, last_seen: float) -> bool:
         """Fold another sighting in; True when anything changed."""
@@ -108,7 +112,14 @@ class FileDetail:
         self.kinds |= kinds
         self.first_seen = min(self.first_seen, first_seen) if self.first_seen else first_seen
         self.last_seen = max(self.last_seen, last_seen)
-        return before != (self.kinds, self.first_seen, self.last_seen)
+        if before == (self.kinds, self.first_seen, self.last_seen):
+            return False
+        self.line = ""
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kinds": kinds_by_name(self.kinds), "first_seen": iso_time(self.first_seen),
+                "last_seen": iso_time(self.last_seen)}
 
 
 @dataclass
@@ -232,14 +243,13 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         paths = sorted(self.files)
         texts = [path_to_json(p) for p in paths]
-        details = {}
-        for path, text in zip(paths, texts, strict=True):
-            detail = self.files[path]
-            details[text] = {
-                "kinds": kinds_by_name(detail.kinds),
-                "first_seen": iso_time(detail.first_seen),
-                "last_seen": iso_time(detail.last_seen),
-            }
+        files = self.files
+        return {**self._head_json(), "files": texts,
+                "file_details": {text: files[path].to_json()
+                                 for path, text in zip(paths, texts, strict=True)},
+                **self._tail_json()}
+
+    def _head_json(self) -> dict[str, Any]:
         return {
             "schema": REPORT_SCHEMA,
             "workload": self.workload,
@@ -252,8 +262,10 @@ class Report:
             "labels": dict(self.labels),
             "started_at": iso_time(self.started_at),
             "last_updated_at": iso_time(self.last_updated_at),
-            "files": texts,
-            "file_details": details,
+        }
+
+    def _tail_json(self) -> dict[str, Any]:
+        return {
             "total_events": self.total_events,
             "dropped_events": self.dropped_events,
             "coverage": self.coverage.to_json(),
@@ -265,18 +277,25 @@ class Report:
         json's C encoder is used for every value (indent= would switch to the pure-Python
         one). ensure_ascii keeps surrogate-escaped bytes as \\udcHH: valid UTF-8 text.
         """
-        data = self.to_json()
         encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ": ")).encode
-        lines = []
-        for key, value in data.items():
-            if key in ("files", "file_details") and value:
-                items = (encode(v) for v in value) if key == "files" else (
-                    f"{encode(k)}: {encode(v)}" for k, v in value.items())
-                opener, closer = ("[", "]") if key == "files" else ("{", "}")
-                body = ",\n  ".join(items)
-                lines.append(f" {encode(key)}: {opener}\n  {body}\n {closer}")
-            else:
-                lines.append(f" {encode(key)}: {encode(value)}")
+        lines = [f" {encode(key)}: {encode(value)}" for key, value in self._head_json().items()]
+        paths = sorted(self.files)
+        if paths:
+            files = self.files
+            names, details = [], []
+            for path in paths:
+                detail = files[path]
+                if not detail.line:
+                    if not detail.name:
+                        detail.name = encode(path_to_json(path))
+                    detail.line = f"{detail.name}: {encode(detail.to_json())}"
+                names.append(detail.name)
+                details.append(detail.line)
+            lines.append(' "files": [\n  ' + ",\n  ".join(names) + "\n ]")
+            lines.append(' "file_details": {\n  ' + ",\n  ".join(details) + "\n }")
+        else:
+            lines += [' "files": []', ' "file_details": {}']
+        lines += [f" {encode(key)}: {encode(value)}" for key, value in self._tail_json().items()]
         return "{\n" + ",\n".join(lines) + "\n}\n"
 
     @classmethod
