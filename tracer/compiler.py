@@ -31,7 +31,8 @@ from snoop.tracer.build import (
 )
 
 # Tail-call stages, in index order (STAGE_* in the BPF source).
-STAGES = ("exit_stage", "magic_stage", "finish_stage", "stage_path2", "stage_model")
+STAGES = ("exit_stage", "magic_stage", "finish_stage", "stage_path2", "stage_model",
+          "enter_stage")
 MAX_MESSAGE = 1 << 20
 
 

@@ -784,7 +784,8 @@ static __always_inline int is_root_switch(u16 syscall) {
 #define STAGE_FINISH 2
 #define STAGE_PATH2 3
 #define STAGE_MODEL 4
-#define STAGE_COUNT 5
+#define STAGE_ENTER 5    // a one-path syscall without a result the model needs: seen already?
+#define STAGE_COUNT 6
 
 struct stage {
     struct stash args;
@@ -964,6 +965,67 @@ static __always_inline int stash_model(u8 kind, u16 syscall, s32 fd, u64 arg) {
     entry.dirfd = fd;
     entry.arg = arg;
     put_stash(&entry);
+    return 0;
+}
+
+// A repeated access decided at entry: an absolute path (no magic prefix) that reads fine
+// and was sent less than DEDUP_TTL_NS ago needs nothing at exit, so nothing is stashed.
+// Only for syscalls whose record does not depend on their result (no fd, no cwd, no
+// root switch, one path): the key is the one finish_record would look up.
+static __always_inline int seen_at_entry(struct stash *args) {
+    u32 zero = 0;
+    struct event_buf *buf = scratch.lookup(&zero);
+    if (!buf)
+        return 0;
+    long n = bpf_probe_read_user_str(buf->path, SNOOP_PATH_MAX, (void *)args->path);
+    if (n <= 1 || n >= SNOOP_PATH_MAX || buf->path[0] != '/')
+        return 0;  // unreadable now (read again at exit), empty, too long or relative
+    u64 first = *(u64 *)buf->path;
+    if ((first & BYTES(6)) == W8('/', 'p', 'r', 'o', 'c', '/', 0, 0) ||
+        first == W8('/', 'd', 'e', 'v', '/', 'f', 'd', '/'))
+        return 0;  // perhaps magic: the exit stages know
+    u32 len = (u32)(n - 1) & (SNOOP_PATH_MAX - 1);
+    struct dedup_key key = {};
+    key.cgroup_id = bpf_get_current_cgroup_id();
+    key.hash = hash_path(buf, len);
+    key.len = len;
+    key.kind = args->kind;
+    struct dedup_value *last = dedup.lookup(&key);
+    if (!last || now_ns() - last->sent_at >= DEDUP_TTL_NS)
+        return 0;
+    count(STAT_DEDUP_HITS);
+    return 1;
+}
+
+int enter_stage(void *ctx) {
+    struct stage *st = current_stage();
+    if (!st)
+        return 0;
+    struct stash args = st->args;
+    if (!seen_at_entry(&args))
+        put_stash(&args);
+    return 0;
+}
+
+// One path, its record independent of the result: decided at entry where it can be.
+static __always_inline int stash_path(void *ctx, u8 kind, u16 syscall, s32 dirfd,
+                                      u64 path) {
+    if (kind == KIND_CHDIR || is_root_switch(syscall))
+        return stash_args(kind, syscall, dirfd, path, 0, 0, 0, 0, 0);
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return 0;
+    struct stage *st = current_stage();
+    if (!st)
+        return 0;
+    struct stash entry = {};
+    entry.path = path;
+    entry.dirfd = dirfd;
+    entry.syscall = syscall;
+    entry.kind = kind;
+    st->args = entry;
+    stage_progs.call(ctx, STAGE_ENTER);
+    put_stash(&entry);  // the tail call failed: the exit decides
     return 0;
 }
 
@@ -1201,8 +1263,7 @@ static __always_inline int on_exec_enter(void *ctx, u16 syscall, s32 dirfd, u64 
 // One path: PROBE1(name, kind, dirfd expression, path field, unused).
 #define PROBE1(NAME, KIND, DIRFD, PATH, UNUSED)                                        \
     TRACEPOINT_PROBE(syscalls, sys_enter_##NAME) {                                     \
-        return stash_args(KIND, SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH, 0, 0,   \
-                          0, 0, 0);                                                    \
+        return stash_path(args, KIND, SYS_IDX_##NAME, (s32)(DIRFD), (u64)args->PATH);  \
     }                                                                                   \
     EXIT_PROBE(NAME)
 
