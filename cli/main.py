@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -29,11 +30,19 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("snoop")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="snoop",
         description="Record every file a workload touches, and slim its image from that.",
     )
+    parser.add_argument("--version", action="version", version=f"snoop {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():
@@ -46,9 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for token in argv:
+        if token in SUBCOMMANDS:
+            break
+        if token.startswith("-") and token not in ("-h", "--help", "--version"):
+            parser.error(f"unrecognized argument: {token}")
     args, extra = parser.parse_known_args(argv)
     if extra:
-        args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+        # Flags before the command are the top-level parser's, which knows no others.
+        (getattr(args, "subparser", None) or parser).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.run(args)
     except KeyboardInterrupt:

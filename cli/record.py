@@ -3,7 +3,9 @@
 CMD runs in a new cgroup of its own, traced from its first instruction: the pipeline
 (tracer, processor, reporter) starts first, and CMD execs only once the tracer reports
 ready. When CMD exits, the pipeline stops in order (tracer flushes, processor drains,
-reporter writes the report) and CMD's exit code is returned.
+reporter writes the report) and CMD's exit code is returned, once the report is on
+disk. When it is not (or the pipeline could not start), record exits with NO_REPORT
+and one line saying why.
 """
 
 from __future__ import annotations
@@ -21,11 +23,20 @@ from dataclasses import replace
 
 from snoop.cli.run import isolate, leave
 from snoop.common import config as config_mod
-from snoop.common import process
+from snoop.common import outputs, process
+from snoop.common.report import ReportError, load_report
 from snoop.tracer import cgroups
 from snoop.tracer.kernel import pin_dir_of, remove_pins
 
+NO_REPORT = 125  # as `timeout` and `docker run` do: the tool failed, not CMD
 READY_TIMEOUT = 120.0
+# The settings record takes; the rest (targets, report location, endpoints, ports) it
+# chooses itself for the one command it runs.
+RECORD_OPTIONS = (
+    "image_ref", "image_digest", "pod_name", "namespace", "labels", "exclude_paths",
+    "log_level", "ringbuf_bytes", "dedup_entries", "dedup_ttl", "batch_max_events",
+    "batch_max_delay", "pending_max", "resend_after", "max_unique_files",
+)
 STOP_TIMEOUT = 20.0
 
 
@@ -34,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="report file to write (default: snoop-report.json)")
     parser.add_argument("command", nargs=argparse.REMAINDER,
                         help="-- CMD ARGS...: the command to record")
-    config_mod.add_arguments(parser)
+    config_mod.add_arguments(parser, RECORD_OPTIONS)
 
 
 def _free_port() -> int:
@@ -72,6 +83,37 @@ def _stop(proc: subprocess.Popen, name: str) -> None:
             proc.wait()
 
 
+def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
+    """Tracer, processor, reporter: the order in which each hands on what it holds."""
+    for name in ("tracer", "processor", "reporter"):
+        if name in procs:
+            _stop(procs[name], name)
+
+
+def _report_problem(output: str, started: float, reporter: subprocess.Popen) -> str | None:
+    """Why no report of this run is on disk at `output`; None when it is."""
+    try:
+        written = os.stat(output).st_mtime >= started - 1
+    except OSError:
+        written = False
+    if written:
+        return None
+    return (f"no report written to {output} (the reporter exited {reporter.returncode}; "
+            "its log lines above say why)")
+
+
+def _summary(output: str) -> str:
+    """One line: how many files, where, and what may be missing."""
+    try:
+        report = load_report(output)
+    except (OSError, ReportError) as exc:
+        return f"report written to {output}, but it cannot be read back: {exc}"
+    missing = {name: value for name, value in report.coverage.counters().items() if value}
+    lost = ", ".join(f"{value:,} {name.replace('_', ' ')}" for name, value in missing.items())
+    return (f"{len(report.files):,} files recorded in {output}; "
+            + (f"may be incomplete: {lost}" if lost else "nothing lost or unresolved"))
+
+
 def _kill_leftovers(cgroup_dir: str) -> None:
     """Processes CMD left running (daemons) would keep its cgroup alive forever."""
     kill = os.path.join(cgroup_dir, "cgroup.kill")
@@ -95,15 +137,28 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     output = os.path.abspath(args.output)
+    problem = outputs.file_problem(output)
+    if problem:
+        print(f"snoop record: {problem}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("snoop record: needs root: it loads BPF programs and makes a cgroup for CMD",
+              file=sys.stderr)
+        return 2
     try:
         root = cgroups.discover_cgroup2_root()
     except (OSError, cgroups.CgroupError) as exc:
         print(f"snoop record: {exc}", file=sys.stderr)
         return 2
-    made = isolate("record")
     target_rel = f"/snoop-record-{os.getpid()}"
     target_dir = root + target_rel
-    os.makedirs(target_dir, exist_ok=True)
+    try:
+        os.makedirs(target_dir, exist_ok=True)
+    except OSError as exc:
+        print(f"snoop record: cannot make cgroup {target_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
+    made = isolate("record")
+    started = time.time()
     run_dir = tempfile.mkdtemp(prefix="snoop-record-")
     ports = {name: _free_port() for name in ("tracer", "processor", "reporter")}
     base = replace(
@@ -118,6 +173,10 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_endpoint="",
         report_interval=min(config.report_interval, 5.0),
     )
+    if args.cfg_log_level is None and "SNOOP_LOG_LEVEL" not in os.environ:
+        # The three processes speak up only when something goes wrong; the summary line
+        # at the end says what was recorded.
+        base = replace(base, log_level=config_mod.LogLevel.WARNING)
     procs: dict[str, subprocess.Popen] = {}
     try:
         for name in ("reporter", "processor", "tracer"):
@@ -128,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("reporter", "processor", "tracer"):
             if not _wait_ready(ports[name], procs[name], deadline):
                 print(f"snoop record: the {name} did not become ready", file=sys.stderr)
-                return 1
+                return NO_REPORT
 
         def enter_cgroup() -> None:
             with open(os.path.join(target_dir, "cgroup.procs"), "w") as handle:
@@ -148,11 +207,15 @@ def run(args: argparse.Namespace) -> int:
                 break
             except KeyboardInterrupt:
                 child.send_signal(signal.SIGINT)
+        _stop_all(procs)
+        problem = _report_problem(output, started, procs["reporter"])
+        if problem:
+            print(f"snoop record: {problem}", file=sys.stderr)
+            return NO_REPORT
+        print(f"snoop record: {_summary(output)}", file=sys.stderr)
         return exit_code if exit_code >= 0 else 128 - exit_code
     finally:
-        for name in ("tracer", "processor", "reporter"):
-            if name in procs:
-                _stop(procs[name], name)
+        _stop_all(procs)
         remove_pins(pin_dir_of(run_dir))  # a tracer that had to be killed leaves them
         _kill_leftovers(target_dir)
         cgroups.remove_cgroup(target_dir)

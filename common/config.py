@@ -18,7 +18,7 @@ import ipaddress
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -287,14 +287,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_unique_files", parse_positive_int, "unique paths per workload, at most"),
 )
 
-_OPTION_BY_NAME = {option.name: option for option in OPTIONS}
-assert set(_OPTION_BY_NAME) == {f.name for f in fields(Config)}, "OPTIONS and Config differ"
+OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+assert set(OPTIONS_BY_NAME) == {f.name for f in fields(Config)}, "OPTIONS and Config differ"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per option; values stay strings until `load()` validates them."""
+def add_arguments(parser: argparse.ArgumentParser, only: Iterable[str] | None = None) -> None:
+    """Add one flag per option (or per option in `only`, those a command uses); values
+    stay strings until `load()` validates them."""
     group = parser.add_argument_group("configuration (each flag also reads SNOOP_<NAME>)")
-    for option in OPTIONS:
+    wanted = set(OPTIONS_BY_NAME if only is None else only)
+    unknown = wanted - set(OPTIONS_BY_NAME)
+    if unknown:
+        raise ValueError(f"no such options: {sorted(unknown)}")
+    for option in (o for o in OPTIONS if o.name in wanted):
         group.add_argument(
             option.flag, dest=f"cfg_{option.name}", metavar="VALUE", default=None,
             help=f"{option.help} [{option.env}]",

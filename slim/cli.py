@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from snoop.common import outputs
 from snoop.common.report import (
     Coverage,
     ReportError,
@@ -60,6 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        problem = outputs.directory_problem(args.out)
+        if problem:
+            raise UsageError(problem)
         includes = _includes(args.include, args.include_file)
         reports = [load_report(path) for path in args.report]
         rootfs_dir = os.path.join(args.out, "rootfs")

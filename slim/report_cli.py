@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from snoop.common import outputs
 from snoop.common.report import (
     Report,
     ReportError,
@@ -125,6 +126,10 @@ def summarize(report: Report, depth: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- actions
 
 def _merge(args: argparse.Namespace) -> int:
+    problem = outputs.file_problem(args.output)
+    if problem:
+        print(f"snoop report merge: error: {problem}", file=sys.stderr)
+        return 2
     merged = merge_reports(load_report(path) for path in args.reports)
     write_atomically(args.output, merged.dumps())
     print(f"merged {len(args.reports)} reports: {len(merged.files)} files -> {args.output}")

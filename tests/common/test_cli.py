@@ -50,3 +50,17 @@ def test_keys_writes_a_curve_key_pair(tmp_path):
     assert result.returncode == 0
     assert (tmp_path / "node1.key").exists()
     assert (tmp_path / "node1.key_secret").stat().st_mode & 0o077 == 0
+
+
+def test_a_bad_flag_before_the_command_is_named():
+    result = run("--bogus")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "snoop: error: unrecognized argument: --bogus (see --help)"]
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip().startswith("snoop ")
+    assert result.stdout.strip() != "snoop"

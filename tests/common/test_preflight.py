@@ -15,3 +15,14 @@ def test_tracer_as_an_unprivileged_user_names_the_missing_privilege():
     assert lines and all(line.startswith("snoop tracer: BPF cannot work here: ") for line in lines)
     assert any("not root" in line for line in lines)
     assert "Traceback" not in result.stderr
+
+
+def test_tracefs_that_is_mounted_but_unreadable_is_not_called_missing():
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "snoop.cli", "tracer", "--target-mode", "cgroup",
+         "--target-cgroup", "/nothing"],
+        capture_output=True, text=True, timeout=60)
+    assert "no tracefs" not in result.stderr
+    assert "tracefs is mounted at /sys/kernel/tracing but this user cannot read it" in \
+        result.stderr

@@ -1,0 +1,43 @@
+"""Output paths, checked before any work: one rule for every command.
+
+A file Snoop writes (`record -o`, `report merge -o`) goes into a directory that exists;
+a directory it fills (`slim --out`) is made, inside a parent that exists. A missing
+directory is named, never created on the way: a typo should not scatter directories.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def file_problem(path: str) -> str | None:
+    """Why a file cannot be written at `path`; None when it can."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"cannot write {path}: directory {directory} does not exist"
+    if os.path.isdir(path):
+        return f"cannot write {path}: it is a directory"
+    return _writable(directory, path)
+
+
+def directory_problem(path: str) -> str | None:
+    """Why directory `path` cannot be made (if missing) and filled; None when it can."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        return _writable(path, path)
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        return f"cannot make {path}: directory {parent} does not exist"
+    if os.path.exists(path):
+        return f"cannot make {path}: it exists and is not a directory"
+    return _writable(parent, path)
+
+
+def _writable(directory: str, path: str) -> str | None:
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        return f"cannot write {path}: {directory}: {exc.strerror or exc}"
+    return None

@@ -1,0 +1,95 @@
+"""One rule for every output path: a missing directory is named, never made on the way,
+and a command that cannot write its output says so in one line before doing any work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SNOOP = [sys.executable, "-m", "snoop.cli"]
+
+
+def snoop(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNOOP, *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture
+def a_report(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"files": ["/etc/hostname"]}))
+    return path
+
+
+def test_record_into_a_missing_directory_names_it_and_makes_nothing(tmp_path):
+    out = tmp_path / "missing" / "r.json"
+    result = snoop("record", "-o", str(out), "--", "true")
+    assert result.returncode == 2
+    assert one_line(result) == (f"snoop record: cannot write {out}: directory "
+                                f"{out.parent} does not exist")
+    assert not out.parent.exists()
+
+
+def test_record_into_a_place_that_takes_no_files_exits_nonzero_in_one_line():
+    result = snoop("record", "-o", "/proc/r.json", "--", "true")
+    assert result.returncode == 2
+    assert one_line(result).startswith("snoop record: cannot write /proc/r.json: /proc: ")
+
+
+def test_merge_into_a_missing_directory_follows_the_same_rule(tmp_path, a_report):
+    out = tmp_path / "missing" / "m.json"
+    result = snoop("report", "merge", str(a_report), "-o", str(out))
+    assert result.returncode == 2
+    assert one_line(result) == (f"snoop report merge: error: cannot write {out}: directory "
+                                f"{out.parent} does not exist")
+
+
+def test_slim_makes_its_out_directory_only_inside_one_that_exists(tmp_path, a_report):
+    out = tmp_path / "missing" / "out"
+    result = snoop("slim", "--image", str(tmp_path / "no-image.tar"), "--report",
+                   str(a_report), "--out", str(out))
+    assert result.returncode == 2
+    assert one_line(result) == (f"snoop slim: error: cannot make {out}: directory "
+                                f"{out.parent} does not exist")
+
+
+def test_record_as_an_unprivileged_user_says_so_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *SNOOP, "record",
+         "-o", "/tmp/snoop-unprivileged-r.json", "--", "true"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert one_line(result).startswith("snoop record: needs root")
+
+
+@pytest.mark.bpf
+def test_record_whose_report_never_reaches_the_disk_does_not_exit_with_the_commands_code(
+        tmp_path):
+    # The command takes the output directory away: the report cannot be written.
+    where = tmp_path / "gone"
+    where.mkdir()
+    result = snoop("record", "-o", str(where / "r.json"), "--", "rm", "-rf", str(where))
+    assert result.returncode == 125, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"snoop record: no report written to {where / 'r.json'}")
+
+
+@pytest.mark.bpf
+def test_record_is_quiet_and_ends_with_one_summary_line(tmp_path):
+    out = tmp_path / "r.json"
+    result = snoop("record", "-o", str(out), "--", "cat", "/etc/hostname")
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = one_line(result)  # no log lines from the three processes
+    files = len(json.loads(out.read_text())["files"])
+    assert line == (f"snoop record: {files:,} files recorded in {out}; nothing lost or "
+                    "unresolved")
