@@ -8,8 +8,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import os
 import sys
 from collections.abc import Sequence
+
+from snoop.common import process
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tracer": ("snoop.tracer.cli", "load the BPF program and stream file accesses (privileged)"),
@@ -21,6 +24,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "slim": ("snoop.slim.cli", "build a slim image from an image and its reports"),
     "keys": ("snoop.cli.keys", "generate CurveZMQ key pairs for tcp:// links"),
 }
+
+
+DAEMONS = ("tracer", "processor", "reporter")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -66,10 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Flags before the command are the top-level parser's, which knows no others.
         (getattr(args, "subparser", None) or parser).error(
             f"unrecognized arguments: {' '.join(extra)}")
+    supervised = args.command in DAEMONS and os.environ.get(process.FATAL_FILE_ENV)
+    if supervised:
+        process.die_with_parent()
     try:
-        return args.run(args)
+        code = args.run(args)
     except KeyboardInterrupt:
         return 130
+    if supervised and code not in (0, None):
+        process.note_fatal(args.command, code)  # a handled error: no restart fixes it
+    return code
 
 
 if __name__ == "__main__":

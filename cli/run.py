@@ -7,6 +7,7 @@ them in its own environment, which its programs inherit. The file is 0600 anyway
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +20,8 @@ from snoop.common import config as config_mod
 from snoop.common import process
 from snoop.tracer import cgroups
 from snoop.tracer.kernel import pin_dir_of, remove_pins
+
+FATAL_POLL_SECONDS = 0.2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -100,8 +103,12 @@ def run(args: argparse.Namespace) -> int:
     if supervisord is None:
         print("snoop run: supervisord not found (pip install supervisor)", file=sys.stderr)
         return 2
+    fatal_path = os.path.join(config.run_dir, "fatal")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(fatal_path)  # a last run's
+    env = {**supervisord_environ(config, os.environ), process.FATAL_FILE_ENV: fatal_path}
     try:
-        return supervise(supervisord, conf_path, supervisord_environ(config, os.environ))
+        return supervise(supervisord, conf_path, env, fatal_path)
     finally:
         # Nobody drains a kernel side left pinned by a tracer that did not stop cleanly
         # now: it would only cost the host's syscalls.
@@ -109,13 +116,17 @@ def run(args: argparse.Namespace) -> int:
         leave(made)
 
 
-def supervise(supervisord: str, conf_path: str, env: Mapping[str, str]) -> int:
+def supervise(supervisord: str, conf_path: str, env: Mapping[str, str],
+              fatal_path: str) -> int:
     """Run supervisord with `env` until it exits; SIGTERM, SIGINT and SIGHUP reach it once.
 
-    It runs in a session of its own, so a Ctrl-C on the terminal is not delivered twice.
+    It runs in a session of its own, so a Ctrl-C on the terminal is not delivered twice,
+    and gets SIGTERM if `snoop run` dies (its programs in turn when it does). A program
+    that exits on an error no restart can fix writes `fatal_path`: then everything is
+    stopped and `snoop run` exits 1 with one line naming it.
     """
     child = subprocess.Popen([supervisord, "-n", "-c", conf_path], start_new_session=True,
-                             env=dict(env))
+                             env=dict(env), preexec_fn=process.die_with_parent)
 
     def forward(signum: int, _frame) -> None:
         if child.poll() is None:
@@ -123,4 +134,27 @@ def supervise(supervisord: str, conf_path: str, env: Mapping[str, str]) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
-    return child.wait()
+    while True:
+        try:
+            code = child.wait(timeout=FATAL_POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            failed = _fatal_programs(fatal_path)
+            if failed:
+                child.send_signal(signal.SIGTERM)
+                child.wait()
+                name, exit_code = failed[0]
+                print(f"snoop run: stopped: the {name} cannot run (it exited {exit_code} on "
+                      "an error a restart cannot fix; its line above says which)",
+                      file=sys.stderr)
+                return 1
+            continue
+        failed = _fatal_programs(fatal_path)
+        return 1 if failed and code == 0 else code
+
+
+def _fatal_programs(path: str) -> list[tuple[str, str]]:
+    try:
+        with open(path) as handle:
+            return [tuple(line.split()[:2]) for line in handle if len(line.split()) >= 2]
+    except OSError:
+        return []

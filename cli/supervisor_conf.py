@@ -8,6 +8,7 @@ final report. A process that crashes is restarted.
 
 from __future__ import annotations
 
+import secrets
 import shlex
 import sys
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ def metrics_addr_for(base_addr: str, offset: int) -> str:
 def render(env_by_program: Mapping[str, Mapping[str, str]], run_dir: str,
            snoop_executable: str = "", user: str = "") -> str:
     executable = snoop_executable or f"{sys.executable} -m snoop.cli"
+    password = secrets.token_hex(16)
     lines = [
         "[supervisord]",
         "nodaemon=true",
@@ -38,12 +40,18 @@ def render(env_by_program: Mapping[str, Mapping[str, str]], run_dir: str,
         "[unix_http_server]",
         f"file={run_dir}/supervisor.sock",
         "chmod=0700",
+        # The socket is the owner's alone (0700); a password per run besides keeps
+        # supervisord from warning that the server checks none.
+        "username=snoop",
+        f"password={password}",
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
         "",
         "[supervisorctl]",
         f"serverurl=unix://{run_dir}/supervisor.sock",
+        "username=snoop",
+        f"password={password}",
         "",
     ]
     for name, priority in PROGRAMS:

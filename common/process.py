@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -14,6 +15,32 @@ from prometheus_client import CollectorRegistry
 from snoop.common import config as config_mod
 from snoop.common import logs
 from snoop.common.health import HealthServer
+
+# Set by `snoop run` for supervisord's programs: a file where a program that exits on an
+# error no restart can fix (a bad port, a missing privilege, a bad setting) says so, so
+# that `snoop run` stops everything instead of supervisord restarting it forever. A crash
+# (an exception nobody handled) is not written there: a restart may well fix it.
+FATAL_FILE_ENV = "SNOOP_FATAL_FILE"
+PR_SET_PDEATHSIG = 1
+
+
+def note_fatal(command: str, code: int) -> None:
+    path = os.environ.get(FATAL_FILE_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a") as handle:
+            handle.write(f"{command} {code}\n")
+    except OSError:
+        pass  # the exit code still tells supervisord
+
+
+def die_with_parent() -> None:
+    """SIGTERM this process when its parent dies (Linux), so none outlives its stack."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def load_config(args: argparse.Namespace, command: str) -> config_mod.Config | None:
