@@ -12,6 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+import prometheus_client
+
 from snoop.common import process
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A `*_created` series per counter doubles the exposition and says nothing a
+    # process_start_time_seconds does not.
+    prometheus_client.disable_created_metrics()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     for token in argv:

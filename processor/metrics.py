@@ -25,7 +25,7 @@ class ProcessorCollector(Collector):
             c, d, o, g = p.counts, p.dedup.counts, p.outbox, p.gaps
             simple = [
                 ("snoop_batches_received", "event batches received from tracers", c.batches),
-                ("snoop_batches_resent", "re-sent batches received (dedup bypassed)",
+                ("snoop_resent_batches_received", "re-sent batches received (dedup bypassed)",
                  c.resent_batches),
                 ("snoop_tracer_stats_received", "tracer stats messages received", c.stats),
                 ("snoop_events_received", "events in received batches", c.events),

@@ -179,6 +179,11 @@ class KernelSide:
             self._update("targets", (cgroup_id,), (mark,))
         self._new_generation()
 
+    def entries(self, name: str) -> int:
+        """How many entries map `name` holds now (a walk of its keys)."""
+        m = self._maps[name]
+        return len(self._bpf.keys(m.fd, m.layout.key.size))
+
     def exclude_process(self, tgid: int) -> None:
         self._update("excluded_tgids", (tgid,), (1,))
         self._new_generation()

@@ -29,6 +29,10 @@ LAYOUTS: dict[str, MapLayout] = {
     # (files, fd) -> now and before: base, sock, stamp, cloexec, set
     "fds": MapLayout(struct.Struct("<QiI"), struct.Struct("<QQQIIQQQII")),
     "uring_path_ops": MapLayout(U64, U64),
+    # (cgroup, hash, base, len, kind, flags) -> sent_at, serial; read only to count entries
+    "dedup": MapLayout(struct.Struct("<QQQHBBI"), struct.Struct("<QQ")),
+    # tid -> struct stash
+    "inflight": MapLayout(U32, struct.Struct("<QQQiiHBBBBBB")),
 }
 
 # Held open (or pinned) but never read: the ring buffer is mapped, and a program array

@@ -5,22 +5,42 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
 
+class KernelCounter:
+    """A Counter fed with totals the BPF program keeps: exported as a counter, so rate()
+    works, though what arrives are totals."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry,
+                 label: str | None = None) -> None:
+        self._counter = Counter(name, documentation, [label] if label else [],
+                                registry=registry)
+        self._totals: dict[str, int] = {}
+
+    def set_total(self, total: int, label_value: str = "") -> None:
+        seen = self._totals.get(label_value, 0)
+        if total > seen:
+            counter = self._counter.labels(label_value) if label_value else self._counter
+            counter.inc(total - seen)
+            self._totals[label_value] = total
+
+
 class TracerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         ProcessCollector(registry=registry)  # process_resident_memory_bytes, cpu seconds
         self.events = Counter("snoop_events", "Records received from the kernel, by syscall",
                               ["syscall"], registry=registry)
-        self.dropped = Gauge("snoop_events_dropped_total",
-                             "Events the kernel could not put in the ring buffer",
-                             registry=registry)
-        self.notes_dropped = Gauge("snoop_bookkeeping_dropped_total",
-                                   "Fork, exit and prime records the ring buffer had no "
-                                   "room for (path records: snoop_events_dropped_total)",
-                                   registry=registry)
-        self.read_failures = Gauge("snoop_path_read_failures_total",
-                                   "Paths unreadable from user memory", registry=registry)
-        self.dedup_hits = Gauge("snoop_kernel_dedup_hits_total",
-                                "Events the in-kernel dedup map suppressed", registry=registry)
+        # The name and reasons the processor and reporter use, for this tracer alone.
+        self.dropped = KernelCounter("snoop_events_dropped",
+                                     "Events lost before any report, by reason: kernel (the "
+                                     "ring buffer was full), read_failure (path unreadable)",
+                                     registry, label="reason")
+        self.notes_dropped = KernelCounter("snoop_bookkeeping_dropped",
+                                           "Fork, exit and prime records the ring buffer had "
+                                           "no room for (path records: "
+                                           "snoop_events_dropped_total)", registry)
+        self.dedup_hits = KernelCounter("snoop_kernel_dedup_hits",
+                                        "Events the in-kernel dedup map suppressed", registry)
+        self.map_size = Gauge("snoop_ebpf_map_size", "Entries in use in a BPF map", ["map"],
+                              registry=registry)
         self.unresolved = Counter("snoop_unresolved_paths",
                                   "Relative paths recorded as given, not made absolute",
                                   registry=registry)

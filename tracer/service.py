@@ -56,6 +56,9 @@ from snoop.tracer.targets import TargetError, TargetWatcher
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 1.0
+# Counting a map's entries walks its keys (a syscall each: ~60 ms for a full dedup map).
+MAP_SIZE_INTERVAL = 30.0
+SIZED_MAPS = ("dedup", "targets", "inflight")
 STOP_DRAIN_SECONDS = 1.0
 RESEND_BATCHES_PER_TURN = 64
 # A batch this recent may still be on its way; only older unconfirmed ones are holes.
@@ -304,6 +307,12 @@ class Tracer:
         events.extend(self.gate.expired(now))
         self._add(events, now)
 
+    def _export_map_sizes(self) -> None:
+        if self.kernel is None:
+            return
+        for name in SIZED_MAPS:
+            self.metrics.map_size.labels(name).set(self.kernel.entries(name))
+
     def _compact_bases_log(self) -> None:
         """Bases are learned again as the dedup's TTL sends paths again: rewrite the log
         from what the resolver holds once it is mostly stale, so it stays bounded."""
@@ -418,10 +427,10 @@ class Tracer:
             if delta:
                 self.metrics.events.labels(name).inc(delta)
                 self._exported_counts[name] = total
-        self.metrics.dropped.set(stats.kernel_dropped)
-        self.metrics.notes_dropped.set(counters.get(records.STAT_NOTES_DROPPED, 0))
-        self.metrics.read_failures.set(stats.read_failures)
-        self.metrics.dedup_hits.set(counters.get(records.STAT_DEDUP_HITS, 0))
+        self.metrics.dropped.set_total(stats.kernel_dropped, "kernel")
+        self.metrics.dropped.set_total(stats.read_failures, "read_failure")
+        self.metrics.notes_dropped.set_total(counters.get(records.STAT_NOTES_DROPPED, 0))
+        self.metrics.dedup_hits.set_total(counters.get(records.STAT_DEDUP_HITS, 0))
         self.metrics.pending_events.set(self.pending.events)
 
     def syscall_counts(self) -> dict[str, int]:
@@ -456,6 +465,7 @@ class Tracer:
     def run(self) -> int:
         self.start()
         next_housekeeping = 0.0
+        next_map_sizes = 0.0
         poll_ms = max(1, int(self.config.batch_max_delay * 1000 / 2))
         unresolved_seen = 0
         while not self.stop_requested.is_set():
@@ -475,6 +485,9 @@ class Tracer:
                 self._take_checkpoints()
                 self._resend_due()
                 self._send_stats()
+                if now >= next_map_sizes:
+                    next_map_sizes = now + MAP_SIZE_INTERVAL
+                    self._export_map_sizes()
                 self.metrics.unresolved.inc(self.translator.unresolved - unresolved_seen)
                 unresolved_seen = self.translator.unresolved
         return self.shutdown()

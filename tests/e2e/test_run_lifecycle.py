@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_no_snoop_process_outlives_a_killed_run(tmp_path, cgroup):
     run = SnoopRun(tmp_path, cgroup.rel)
     try:
         pids = [run.pid_of(name) for name in ("tracer", "processor", "reporter")]
-        children = open(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children").read().split()
+        children = Path(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children").read_text().split()
         supervisord = int(children[0])
         assert "CRIT" not in run.log()
         run.proc.send_signal(signal.SIGKILL)
