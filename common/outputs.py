@@ -14,6 +14,8 @@ import tempfile
 def file_problem(path: str) -> str | None:
     """Why a file cannot be written at `path`; None when it can."""
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return f"cannot write {path}: {directory} is not a directory"
     if not os.path.isdir(directory):
         return f"cannot write {path}: directory {directory} does not exist"
     if os.path.isdir(path):
@@ -27,6 +29,8 @@ def directory_problem(path: str) -> str | None:
     if os.path.isdir(path):
         return _writable(path, path)
     parent = os.path.dirname(path)
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        return f"cannot make {path}: {parent} is not a directory"
     if not os.path.isdir(parent):
         return f"cannot make {path}: directory {parent} does not exist"
     if os.path.exists(path):
