@@ -14,10 +14,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 
 from snoop.cli import supervisor_conf
 from snoop.common import config as config_mod
-from snoop.common import process
+from snoop.common import logs, process
 from snoop.tracer import cgroups
 from snoop.tracer.kernel import pin_dir_of, remove_pins
 
@@ -86,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     config = process.load_config(args, "run")
     if config is None:
         return 2
+    if config.log_format is config_mod.LogFormat.AUTO:
+        # The programs write into supervisord's pipe: whether a person reads them is
+        # known here.
+        config = replace(config, log_format=config_mod.LogFormat.TEXT
+                         if logs.wants_text("auto") else config_mod.LogFormat.JSON)
     os.makedirs(config.run_dir, mode=0o770, exist_ok=True)
     if config.report_dir:
         os.makedirs(config.report_dir, exist_ok=True)

@@ -34,6 +34,12 @@ class TargetMode(enum.StrEnum):
     ALL_BUT_SELF = "all-but-self"
 
 
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"  # text on a terminal, JSON lines otherwise
+    JSON = "json"
+    TEXT = "text"
+
+
 class LogLevel(enum.StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -64,6 +70,7 @@ class Config:
     # observability
     metrics_addr: str = "127.0.0.1:9090"
     log_level: LogLevel = LogLevel.INFO
+    log_format: LogFormat = LogFormat.AUTO
     # links between processes
     run_dir: str = "/run/snoop"
     events_endpoint: str = ""
@@ -268,6 +275,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("api_token", str.strip, "bearer token for the API endpoint", secret=True),
     Option("metrics_addr", parse_addr, "host:port for /metrics, /healthz and /readyz"),
     Option("log_level", _enum_parser(LogLevel), "log level"),
+    Option("log_format", _enum_parser(LogFormat),
+           "log lines: json, text, or auto (text on a terminal)"),
     Option("run_dir", parse_absolute_path, "directory for the default ipc:// sockets"),
     Option("events_endpoint", parse_endpoint, "tracer -> processor link"),
     Option("updates_endpoint", parse_endpoint, "processor -> reporter link"),

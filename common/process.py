@@ -64,7 +64,8 @@ def start_health(config: config_mod.Config, registry: CollectorRegistry,
 
 
 def setup_logging(config: config_mod.Config, command: str):
-    return logs.setup(command, config.log_level.value)
+    return logs.setup(command, config.log_level.value, text=logs.wants_text(
+        config.log_format.value))
 
 
 def stop_on_signals() -> threading.Event:

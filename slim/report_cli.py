@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -60,6 +61,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                          help="directory rows in the table (20; --json has all)")
     summary.add_argument("--json", action="store_true", help="machine-readable output")
     summary.set_defaults(action_run=_summary)
+
+    listing = actions.add_parser("list", help="the reports in a report directory",
+                                 description="One line per report (workload) in DIR, as "
+                                             "`snoop run --report-dir` writes them.")
+    listing.add_argument("directory", metavar="DIR")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(action_run=_list)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,6 +199,45 @@ def _summary(args: argparse.Namespace) -> int:
     for line in summary["warnings"]:
         print(f"  warning: {line}")
     return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.directory):
+        raise ReportError(f"{args.directory} is not a directory")
+    rows, unreadable = [], []
+    for name in sorted(os.listdir(args.directory)):
+        path = os.path.join(args.directory, name)
+        if not name.endswith(".json") or name.startswith(".") or not os.path.isfile(path):
+            continue
+        try:
+            report = load_report(path)
+        except (ReportError, OSError) as exc:
+            unreadable.append((name, str(exc)))
+            continue
+        rows.append({"report": name, "workload": report.workload,
+                     "files": len(report.files), "dropped_events": report.dropped_events,
+                     "complete": not any(report.coverage.counters().values()) and
+                     not report.coverage.unobserved,
+                     "last_updated_at": iso_time(report.last_updated_at)
+                     if report.last_updated_at else ""})
+    if args.json:
+        print(json.dumps({"directory": args.directory, "reports": rows,
+                          "unreadable": [{"report": n, "error": e} for n, e in unreadable]},
+                         indent=1, ensure_ascii=True))
+        return 1 if unreadable else 0
+    if not rows and not unreadable:
+        print(f"no reports in {args.directory}")
+        return 0
+    width = max([len("workload"), *(len(r["workload"]) for r in rows)])
+    print(f"{'workload':<{width}}  {'files':>8}  {'dropped':>8}  {'complete':<8}  "
+          f"{'last updated':<24}  report")
+    for r in rows:
+        print(f"{r['workload']:<{width}}  {r['files']:>8,}  {r['dropped_events']:>8,}  "
+              f"{'yes' if r['complete'] else 'NO':<8}  {r['last_updated_at']:<24}  "
+              f"{r['report']}")
+    for name, error in unreadable:
+        print(f"snoop report list: cannot read {name}: {error}", file=sys.stderr)
+    return 1 if unreadable else 0
 
 
 def _show(path: bytes) -> str:

@@ -70,6 +70,7 @@ ERRORS = {
     "SNOOP_API_ENDPOINT": ("ftp://x", "expected an http:// or https:// URL"),
     "SNOOP_METRICS_ADDR": ("localhost", "expected host:port or :port"),
     "SNOOP_LOG_LEVEL": ("loud", "expected one of debug, info, warning, error"),
+    "SNOOP_LOG_FORMAT": ("pretty", "expected one of auto, json, text"),
     "SNOOP_RUN_DIR": ("run", "expected an absolute path"),
     "SNOOP_EVENTS_ENDPOINT": ("udp://x:1", "expected ipc://PATH, tcp://HOST:PORT or tcp://[IPV6]:PORT"),
     "SNOOP_UPDATES_ENDPOINT": ("tcp://host", "expected ipc://PATH, tcp://HOST:PORT or tcp://[IPV6]:PORT"),
