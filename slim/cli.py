@@ -32,6 +32,8 @@ from snoop.slim.keepset import KeepSet, compute_keep_set
 from snoop.slim.packages import PackageView, package_view
 from snoop.slim.writer import WriteNotes, write_lists, write_rootfs, write_tar
 
+MISMATCH_SHARE = 0.8  # of reported paths missing from the image: likely the wrong image
+MISMATCH_MIN_PATHS = 20
 MAX_WARNINGS = 20
 
 
@@ -154,7 +156,7 @@ def _slim(args: argparse.Namespace, tree: ImageTree, reports: list, includes: li
     summary["coverage"] = merged.coverage.to_json()
     write_atomically(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=1) + "\n")
     _print(args, tree, keep, summary, before, after, packages)
-    _print_warnings(keep, notes, merged.coverage)
+    _print_warnings(keep, notes, merged.coverage, len(merged.files))
     return 0
 
 
@@ -234,8 +236,15 @@ def _print(args: argparse.Namespace, tree: ImageTree, keep: KeepSet, summary: di
     print(f"\nwrote {', '.join(os.path.join(args.out, name) for name in written)}", file=out)
 
 
-def _print_warnings(keep: KeepSet, notes: list[WriteNotes], coverage: Coverage) -> None:
+def _print_warnings(keep: KeepSet, notes: list[WriteNotes], coverage: Coverage,
+                    reported: int) -> None:
     warnings = []
+    if reported >= MISMATCH_MIN_PATHS and len(keep.missing) > MISMATCH_SHARE * reported:
+        # Failed probes (a PATH search, an import path) are missing too, but rarely most.
+        warnings.append(f"{len(keep.missing)} of {reported} reported paths "
+                        f"({len(keep.missing) / reported:.0%}) are not in the image: is it "
+                        "the image the reports were recorded from, and are they this "
+                        "workload's?")
     lost = {name: value for name, value in coverage.counters().items() if value}
     if coverage.unobserved:
         lost["unobserved_intervals"] = len(coverage.unobserved)

@@ -441,12 +441,25 @@ def apply_layer(tree: ImageTree, layer: _Layer) -> None:
             raise ImageError(f"layer is not a readable tar: {exc}") from None
     # Validate every name before changing anything: a bad member refuses the whole image.
     named = []
+    symlinks: set[bytes] = set()  # this tar's symlinks, as of the member being read
     for member in members:
         path = safe_member_path(member.name)
         if member.islnk():
             target = safe_member_path(member.linkname, "hard link")
             if target is None:
                 raise ImageError(f"tar hard link {member.name!r} points at the root")
+        if path is not None:
+            # An extractor follows a symlink it made earlier: a member below one of the
+            # same tar lands wherever the link points (outside the root, say).
+            through = next((a for a in ancestors(path) if a in symlinks), None)
+            if through is not None:
+                raise ImageError(f"tar member {member.name!r} lies below the symlink "
+                                 f"{through.decode('utf-8', 'backslashreplace')[1:]!r} of "
+                                 "the same tar: refusing the image")
+            if member.issym():
+                symlinks.add(path)
+            else:
+                symlinks.discard(path)
         named.append((path, member))
     # A layer's whiteouts hide what the layers below had, never what the layer adds.
     for path, _member in named:

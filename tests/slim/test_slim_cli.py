@@ -175,3 +175,51 @@ def test_unwritable_output_is_one_line_and_exit_2_before_any_work(
     err = capsys.readouterr().err
     assert err == (f"snoop slim: error: cannot make {blocker / 'out'}: {blocker} is not a "
                    "directory\n")
+
+
+def test_a_member_below_a_symlink_of_the_same_tar_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = write_report(tmp_path / "r.json", {"/usr/esc": ["read"]})
+    out = tmp_path / "out"
+    evil = docker_save_tar(tmp_path / "evil.tar", [layer_tar([
+        ("usr", "dir", None), ("usr/esc", "symlink", "/outside"),
+        ("usr/esc/pwned", "file", b"x")])])
+    error = one_line_error(capsys, ["slim", "--image", str(evil), "--report", str(report),
+                                    "--out", str(out), "--rootfs"])
+    assert "'usr/esc/pwned' lies below the symlink 'usr/esc'" in error
+    assert not out.exists()
+
+
+def test_a_symlink_replaced_by_a_directory_in_the_same_tar_is_fine(
+        tmp_path: Path) -> None:
+    report = write_report(tmp_path / "r.json", {"/usr/esc/ok": ["read"]})
+    image = docker_save_tar(tmp_path / "fine.tar", [layer_tar([
+        ("usr", "dir", None), ("usr/esc", "symlink", "/outside"), ("usr/esc", "dir", None),
+        ("usr/esc/ok", "file", b"x")])])
+    assert main(["slim", "--image", str(image), "--report", str(report), "--out",
+                 str(tmp_path / "out")]) == 0
+
+
+def test_a_report_of_another_image_is_warned_about(
+        rootfs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    elsewhere = {f"/opt/other/lib{i}.so": ["read"] for i in range(29)}
+    report = write_report(tmp_path / "r.json", {**elsewhere, "/app/run.sh": ["read"]})
+    assert main(["slim", "--image", str(rootfs), "--report", str(report), "--out",
+                 str(tmp_path / "out")]) == 0
+    assert ("snoop slim: warning: 29 of 30 reported paths (97%) are not in the image: "
+            "is it the image") in capsys.readouterr().err
+
+
+def test_a_few_failed_probes_are_no_mismatch(
+        rootfs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    probes = {f"/usr/local/bin/x{i}": ["stat"] for i in range(10)}  # a PATH search
+    present = {p: ["read"] for p in (
+        "/app/run.sh", "/usr/bin/dash", "/usr/bin/sh", "/usr/lib64/ld-linux-x86-64.so.2",
+        "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "/etc", "/app", "/usr", "/usr/bin",
+        "/usr/lib", "/usr/lib64", "/var/lib/dpkg/info", "/usr/share/doc/big", "/bin", "/lib")}
+    report = write_report(tmp_path / "r.json", {**probes, **present})
+    assert main(["slim", "--image", str(rootfs), "--report", str(report), "--out",
+                 str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["reported_paths"], summary["reported_missing_from_image"]) == (25, 10)
+    assert "are not in the image" not in capsys.readouterr().err
