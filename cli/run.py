@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from snoop.cli import supervisor_conf
 from snoop.common import config as config_mod
-from snoop.common import logs, process
+from snoop.common import logs, preflight, process
 from snoop.tracer import cgroups
 from snoop.tracer.kernel import pin_dir_of, remove_pins
 
@@ -86,6 +86,11 @@ def leave(made: str) -> None:
 def run(args: argparse.Namespace) -> int:
     config = process.load_config(args, "run")
     if config is None:
+        return 2
+    problems = preflight.problems()
+    if problems:  # the tracer would fail on each of these, and no restart would help
+        for problem in problems:
+            print(f"snoop run: BPF cannot work here: {problem}", file=sys.stderr)
         return 2
     if config.log_format is config_mod.LogFormat.AUTO:
         # The programs write into supervisord's pipe: whether a person reads them is
