@@ -297,6 +297,23 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+# The settings each process reads, so its --help lists and its flags accept those only.
+# (`snoop run` takes them all and hands them on; every process still reads any SNOOP_*
+# variable, since `snoop run` gives each the whole config.)
+_EVERY_PROCESS = ("log_level", "log_format", "metrics_addr", "run_dir", "insecure_tcp",
+                  "curve_secret_key", "curve_server_key", "curve_allowed_keys")
+PROCESS_OPTIONS: dict[str, tuple[str, ...]] = {
+    "tracer": (*_EVERY_PROCESS, "target_mode", "target_container_id", "target_cgroup",
+               "events_endpoint", "checkpoint_endpoint", "ringbuf_bytes", "dedup_entries",
+               "dedup_ttl", "batch_max_events", "batch_max_delay", "pending_max",
+               "resend_after"),
+    "processor": (*_EVERY_PROCESS, "events_endpoint", "updates_endpoint", "exclude_paths",
+                  "max_unique_files", "report_interval"),
+    "reporter": (*_EVERY_PROCESS, "updates_endpoint", "checkpoint_endpoint", "api_endpoint",
+                 "api_token", "image_ref", "image_digest", "pod_name", "namespace", "labels",
+                 "max_unique_files", "report_path", "report_dir", "report_interval"),
+}
 assert set(OPTIONS_BY_NAME) == {f.name for f in fields(Config)}, "OPTIONS and Config differ"
 
 

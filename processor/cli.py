@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 from snoop.common import process
-from snoop.common.config import add_arguments
+from snoop.common.config import PROCESS_OPTIONS, add_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_arguments(parser)
+    add_arguments(parser, PROCESS_OPTIONS["processor"])
 
 
 def run(args: argparse.Namespace) -> int:

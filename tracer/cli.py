@@ -15,7 +15,7 @@ from snoop.tracer.cgroups import CgroupError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    config_mod.add_arguments(parser)
+    config_mod.add_arguments(parser, config_mod.PROCESS_OPTIONS["tracer"])
 
 
 def run(args: argparse.Namespace) -> int:

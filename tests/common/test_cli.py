@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -64,3 +65,17 @@ def test_version():
     assert result.returncode == 0
     assert result.stdout.strip().startswith("snoop ")
     assert result.stdout.strip() != "snoop"
+
+
+@pytest.mark.parametrize("command", ["tracer", "processor", "reporter", "record"])
+def test_each_command_shows_and_accepts_only_the_settings_it_uses(command):
+    from snoop.cli.record import RECORD_OPTIONS
+    from snoop.common.config import OPTIONS_BY_NAME, PROCESS_OPTIONS
+
+    wanted = set(RECORD_OPTIONS if command == "record" else PROCESS_OPTIONS[command])
+    shown = set(re.findall(r"^  (--[a-z-]+) VALUE", run(command, "--help").stdout, re.M))
+    assert shown == {OPTIONS_BY_NAME[name].flag for name in wanted}
+    unused = next(o.flag for name, o in OPTIONS_BY_NAME.items() if name not in wanted)
+    result = run(command, unused, "x", *(["--", "true"] if command == "record" else []))
+    assert result.returncode == 2
+    assert f"unrecognized arguments: {unused}" in result.stderr
