@@ -174,7 +174,7 @@ def _summary(tree: ImageTree, reported: dict, keep: KeepSet, before: Sizes, afte
         "bytes_after": after.bytes,
         "files_before": before.files,
         "files_after": after.files,
-        "ratio": round(after.bytes / before.bytes, 4) if before.bytes else 1.0,
+        "kept_bytes_fraction": round(after.bytes / before.bytes, 4) if before.bytes else 1.0,
         "packages": None if packages is None else {
             "manager": packages.manager,
             "used": [{"name": p.name, "version": p.version, "kept_bytes": p.kept_bytes,

@@ -148,4 +148,4 @@ def check_slimming(image: Path, tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["bytes_after"] < summary["bytes_before"] / 5
     print(f"\nslim rootfs: {summary['bytes_after']} of {summary['bytes_before']} bytes "
-          f"({summary['ratio']:.1%})")
+          f"({summary['kept_bytes_fraction']:.1%})")
