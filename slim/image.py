@@ -115,6 +115,9 @@ class ImageTree:
 
     def __init__(self, source: str = "") -> None:
         self.source = source
+        # The layers' sizes as stored (docker save: uncompressed tars, the size `docker
+        # images` shows; OCI: blobs, perhaps compressed); 0 when the image has no layers.
+        self.layer_bytes = 0
         self.entries: dict[bytes, Entry] = {ROOT: _implied_dir(ROOT)}
         self._children: dict[bytes, set[bytes]] = {ROOT: set()}
         self._handles: dict[bytes, IO[bytes]] = {}
@@ -698,6 +701,7 @@ def read_layered(location: bytes, tree: ImageTree) -> ImageTree:
         apply_layer(tree, _Layer(location, 0, os.path.getsize(location)))
         return tree
     for name in names:
+        tree.layer_bytes += archive.span(name)[2]
         apply_layer(tree, archive.layer(name))
     return tree
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from snoop.cli.main import main
+from snoop.slim.cli import human_bytes
 
 from .helpers import docker_save_tar, elf64, layer_tar, make_report, oci_tar, write_report
 
@@ -223,3 +224,22 @@ def test_a_few_failed_probes_are_no_mismatch(
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["reported_paths"], summary["reported_missing_from_image"]) == (25, 10)
     assert "are not in the image" not in capsys.readouterr().err
+
+
+def test_the_size_line_also_gives_what_docker_images_counts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The second layer deletes the first layer's big file: `docker images` still counts
+    # it, the running image does not have it.
+    lower = layer_tar([("app", "dir", None), ("app/big", "file", b"x" * 100_000),
+                       ("app/run", "file", b"run")])
+    upper = layer_tar([("app/.wh.big", "file", b"")])
+    image = docker_save_tar(tmp_path / "d.tar", [lower, upper])
+    report = write_report(tmp_path / "r.json", {"/app/run": ["read"]})
+    assert main(["slim", "--image", str(image), "--report", str(report), "--out",
+                 str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["image_layer_bytes"] == len(lower) + len(upper)
+    assert summary["bytes_before"] == 3  # app/run: the image as it runs
+    stored = human_bytes(len(lower) + len(upper))
+    assert f"the image's layers hold {stored} (what `docker images` shows" in \
+        capsys.readouterr().out
