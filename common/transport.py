@@ -336,6 +336,11 @@ class Receiver(_Endpoint):
     def recv(self, timeout: float = 0.0) -> Message | None:
         """One valid message, or None if none arrived within `timeout` seconds (or only
         invalid ones: a peer sending garbage cannot keep one call from returning)."""
+        received = self.recv_encoded(timeout)
+        return None if received is None else received[0]
+
+    def recv_encoded(self, timeout: float = 0.0) -> tuple[Message, bytes] | None:
+        """recv(), with the bytes the message came as (valid: they decoded to it)."""
         deadline_ms = int(timeout * 1000)
         for _ in range(MAX_INVALID_PER_CALL):
             if not self.socket.poll(deadline_ms, zmq.POLLIN):
@@ -351,18 +356,21 @@ class Receiver(_Endpoint):
                 deadline_ms = 0
                 continue
             self.received += 1
-            return message
+            return message, data
         return None
 
     def recv_all(self, limit: int = 10_000) -> list[Message]:
         """Every message already waiting, up to `limit`, without blocking."""
-        messages = []
-        while len(messages) < limit:
-            message = self.recv(0)
-            if message is None:
+        return [message for message, _ in self.recv_all_encoded(limit)]
+
+    def recv_all_encoded(self, limit: int = 10_000) -> list[tuple[Message, bytes]]:
+        received = []
+        while len(received) < limit:
+            one = self.recv_encoded(0)
+            if one is None:
                 break
-            messages.append(message)
-        return messages
+            received.append(one)
+        return received
 
 
 class SocketCollector(Collector):

@@ -147,11 +147,11 @@ class DurableReporter(Reporter):
 
     # ------------------------------------------------------------ input
 
-    def apply(self, updates: FileUpdates) -> None:
+    def apply(self, updates: FileUpdates, encoded: bytes | None = None) -> None:
         with self.lock:
             # A suspended journal logged why once; a write round confirms this one.
             with contextlib.suppress(JournalSuspended):
-                self.journal.append(updates)
+                self.journal.append(updates, encoded)
             super().apply(updates)
 
     def sync_journal(self) -> bool:

@@ -169,8 +169,9 @@ class Journal:
                                                      "moved_to": aside})
         os.ftruncate(fd, good)
 
-    def append(self, updates: FileUpdates) -> int:
-        """Write one record (durable only after `sync`); its seq.
+    def append(self, updates: FileUpdates, encoded: bytes | None = None) -> int:
+        """Write one record (durable only after `sync`); its seq. `encoded`: the bytes
+        `updates` was decoded from, written as they are (encoding again costs as much).
 
         Raises JournalSuspended when the journal takes no records, and suspends it when
         this record does not fit its bound or cannot be written.
@@ -180,7 +181,7 @@ class Journal:
         if self.suspended is not None:
             raise JournalSuspended(self.suspended)
         seq = self.last_seq + 1
-        record = _frame(seq, encode(updates))
+        record = _frame(seq, encoded if encoded is not None else encode(updates))
         if self.size + len(record) > self.max_bytes:
             self._suspend(f"full: {self.size} bytes, and a record of {len(record)} would "
                           f"pass its bound of {self.max_bytes}")

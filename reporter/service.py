@@ -136,10 +136,11 @@ def _serve(config: Config, reporter: DurableReporter, pusher: Pusher | None,
     return 0
 
 
-def _apply(reporter: DurableReporter, receiver: Receiver, first: object) -> None:
-    for message in [first, *receiver.recv_all(limit=1000)]:
+def _apply(reporter: DurableReporter, receiver: Receiver,
+           first: tuple[object, bytes]) -> None:
+    for message, encoded in [first, *receiver.recv_all_encoded(limit=1000)]:
         if isinstance(message, FileUpdates):
-            reporter.apply(message)
+            reporter.apply(message, encoded)  # journalled as it came
     reporter.note_invalid(receiver.invalid)
 
 
@@ -151,9 +152,9 @@ def _loop(reporter: DurableReporter, receiver: Receiver, publisher: Sender,
     next_early = clock()
     while not stop.is_set():
         wait = min(next_write, next_publish, next_sync) - clock()
-        message = receiver.recv(timeout=max(0.0, min(wait, SYNC_EVERY)))
-        if message is not None:
-            _apply(reporter, receiver, message)
+        received = receiver.recv_encoded(timeout=max(0.0, min(wait, SYNC_EVERY)))
+        if received is not None:
+            _apply(reporter, receiver, received)
         reporter.note_invalid(receiver.invalid)
         now = clock()
         if now >= next_sync:
@@ -174,10 +175,10 @@ def _finish(reporter: DurableReporter, receiver: Receiver, publisher: Sender,
             clock: Callable[[], float]) -> None:
     started = clock()
     while clock() - started < DRAIN_FOR:
-        message = receiver.recv(timeout=0.05)
-        if message is None:
+        received = receiver.recv_encoded(timeout=0.05)
+        if received is None:
             break
-        _apply(reporter, receiver, message)
+        _apply(reporter, receiver, received)
     ok = reporter.write_round()
     reporter.sync_journal()  # when the write failed, the journal still confirms
     publisher.send(reporter.checkpoint())

@@ -54,6 +54,19 @@ def test_records_round_trip(tmp_path: Path) -> None:
     assert again.append(fu(4, b"/f4")) == 4
 
 
+def test_a_message_is_journalled_as_the_bytes_it_came_as(tmp_path: Path) -> None:
+    from snoop.common.protocol import encode
+
+    journal, _ = opened(tmp_path / "j")
+    received = encode(fu(1, b"/as-received"))
+    journal.append(fu(1, b"/as-received"), received)
+    journal.sync()
+    journal.close()
+    assert received in (tmp_path / "j").read_bytes()
+    _, entries = opened(tmp_path / "j")
+    assert entries[0].updates == fu(1, b"/as-received")
+
+
 def test_reset_empties_but_numbering_carries_on(tmp_path: Path) -> None:
     journal, _ = opened(tmp_path / "j")
     journal.append(fu(1, b"/a"))
