@@ -90,6 +90,10 @@ def test_record_is_quiet_and_ends_with_one_summary_line(tmp_path):
     result = snoop("record", "-o", str(out), "--", "cat", "/etc/hostname")
     assert result.returncode == 0, result.stderr[-2000:]
     line = one_line(result)  # no log lines from the three processes
-    files = len(json.loads(out.read_text())["files"])
+    report = json.loads(out.read_text())
+    files = len(report["files"])
+    # Named for what it is: the command; the cgroup made for it stays in the report.
+    assert report["workload"] == "cat /etc/hostname"
+    assert report["cgroup_path"].startswith("/snoop-record-")
     assert line == (f"snoop record: {files:,} files recorded in {out}; nothing lost or "
                     "unresolved")
