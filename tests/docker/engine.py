@@ -131,10 +131,11 @@ def remove_cgroup_everywhere(name: str) -> None:
             left, _, right = line.partition(" - ")
             if right.split()[:1] in (["cgroup"], ["cgroup2"]):
                 path = os.path.join(left.split()[4], name)
-                with contextlib.suppress(OSError):
+                # A stopped tracer's programs are detached by a process that lingers a few
+                # seconds in the cgroup (docs/tracer.md, "Stopping"): wait for it.
+                with contextlib.suppress(OSError, cgroups.CgroupError):
                     if os.path.isdir(path):
-                        for sub, _, _ in os.walk(path, topdown=False):
-                            os.rmdir(sub)
+                        cgroups.remove_cgroup(path, timeout=20.0)
 
 
 class Compose:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from snoop.tracer import cgroups
 from snoop.tracer.kernel import pin_dir_of, remove_pins
 from tests.support.net import free_port_block, is_ready
 from tests.support.strace_oracle import strace_paths
@@ -99,7 +100,9 @@ class SnoopRun:
             raise
 
     def close(self) -> None:
-        """Whatever happened, leave no Snoop process of this run behind."""
+        """Whatever happened, leave no Snoop process of this run behind, nor the cgroup
+        `snoop run` made (a killed run cannot remove it itself)."""
+        made = os.path.join(cgroups.discover_cgroup2_root(), f"snoop-{self.proc.pid}")
         if self.proc.poll() is None:
             children = []
             for program in ("tracer", "processor", "reporter"):
@@ -112,6 +115,9 @@ class SnoopRun:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         remove_pins(pin_dir_of(str(self.run_dir)))  # a killed tracer leaves its kernel side
+        if os.path.isdir(made):
+            with contextlib.suppress(cgroups.CgroupError):
+                cgroups.remove_cgroup(made, timeout=20.0)
         self._log.close()
 
 
@@ -142,7 +148,6 @@ def test_sigterm_writes_the_final_report_and_exits_0(snoop_run, cgroup, tmp_path
     cgroup.run(["cat", str(marker)], stdout=subprocess.DEVNULL)
     assert snoop_run.stop() == 0, snoop_run.log()
     assert str(marker).encode() in snoop_run.files()
-    from snoop.tracer import cgroups
 
     own = os.path.join(cgroups.discover_cgroup2_root(), f"snoop-{snoop_run.proc.pid}")
     assert not os.path.exists(own), "snoop run left its cgroup behind"
