@@ -155,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"snoop record: {problem}", file=sys.stderr)
         return 2
+    # Found on PATH here, not by the traced child: its failed execve of every PATH entry
+    # before the right one would be recorded as CMD's files.
+    executable = command[0] if "/" in command[0] else shutil.which(command[0])
+    if executable is None:
+        print(f"snoop record: cannot run {command[0]}: not found on PATH", file=sys.stderr)
+        return 127
     if os.geteuid() != 0:
         print("snoop record: needs root: it loads BPF programs and makes a cgroup for CMD",
               file=sys.stderr)
@@ -211,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             os.chdir(os.getcwd())
 
         try:
-            child = subprocess.Popen(command, preexec_fn=enter_cgroup)
+            child = subprocess.Popen(command, executable=executable, preexec_fn=enter_cgroup)
         except OSError as exc:
             print(f"snoop record: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
             return 127

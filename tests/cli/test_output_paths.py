@@ -4,6 +4,7 @@ and a command that cannot write its output says so in one line before doing any 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -97,3 +98,22 @@ def test_record_is_quiet_and_ends_with_one_summary_line(tmp_path):
     assert report["cgroup_path"].startswith("/snoop-record-")
     assert line == (f"snoop record: {files:,} files recorded in {out}; nothing lost or "
                     "unresolved")
+
+
+@pytest.mark.bpf
+def test_record_does_not_report_its_own_path_search_as_the_commands_files(tmp_path):
+    out = tmp_path / "r.json"
+    path = f"{tmp_path / 'nowhere'}:/usr/bin:/bin"
+    result = subprocess.run([*SNOOP, "record", "-o", str(out), "--", "true"],
+                            capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "PATH": path})
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = json.loads(out.read_text())["files"]
+    assert "/usr/bin/true" in files
+    assert not [f for f in files if f.startswith(str(tmp_path / "nowhere"))]
+
+
+def test_record_of_a_command_not_on_path_exits_127_in_one_line(tmp_path):
+    result = snoop("record", "-o", str(tmp_path / "r.json"), "--", "no-such-command-x")
+    assert result.returncode == 127
+    assert one_line(result) == "snoop record: cannot run no-such-command-x: not found on PATH"
