@@ -135,7 +135,7 @@ def remove_cgroup_everywhere(name: str) -> None:
                 # seconds in the cgroup (docs/tracer.md, "Stopping"): wait for it.
                 with contextlib.suppress(OSError, cgroups.CgroupError):
                     if os.path.isdir(path):
-                        cgroups.remove_cgroup(path, timeout=20.0)
+                        cgroups.remove_cgroup(path, timeout=60.0)
 
 
 class Compose:
