@@ -1,7 +1,8 @@
 """`snoop slim`: from an image and its reports, what to keep, what it saves, and (with
---rootfs) the slim root filesystem and a tarball `docker import` accepts.
+--rootfs) the slim root filesystem, its tarball and, from a docker save or OCI input, the
+slim image itself: OUT/image.tar, which `docker load` accepts, with the original config.
 
-    snoop slim --image IMAGE --report R [--report R2 ...] --out OUT [--rootfs]
+    snoop slim --image IMAGE --report R [--report R2 ...] --out OUT [--rootfs [--tag NAME]]
                [--include PATH_OR_GLOB ...] [--include-file F]
 
 Bad input (an unreadable image, a file that is not a report, a tarball with a member
@@ -28,6 +29,8 @@ from snoop.common.report import (
     write_atomically,
 )
 from snoop.slim.image import EntryType, ImageError, ImageTree, open_image
+from snoop.slim.image_archive import ImageWritten, file_digest, write_image
+from snoop.slim.image_config import runtime_paths, slim_config, slim_tag
 from snoop.slim.keepset import KeepSet, compute_keep_set
 from snoop.slim.packages import PackageView, package_view
 from snoop.slim.writer import WriteNotes, write_lists, write_rootfs, write_tar
@@ -50,7 +53,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="OUT",
                         help="output directory for keep.txt, remove.txt, slim-include-paths.txt")
     parser.add_argument("--rootfs", action="store_true",
-                        help="also write the slim root filesystem OUT/rootfs and OUT/rootfs.tar")
+                        help="also write the slim root filesystem OUT/rootfs, OUT/rootfs.tar and, "
+                             "for a docker save or OCI image, the slim image OUT/image.tar")
+    parser.add_argument("--tag", metavar="NAME",
+                        help="the slim image's name in OUT/image.tar (default: the image's "
+                             "first tag with -slim added, e.g. app:1.2-slim)")
     parser.add_argument("--include", action="append", default=[], metavar="PATH_OR_GLOB",
                         help="keep this path (a directory with its content) or glob; repeatable")
     parser.add_argument("--include-file", action="append", default=[], metavar="F",
@@ -72,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
         if args.rootfs and os.path.isdir(rootfs_dir) and os.listdir(rootfs_dir):
             raise UsageError(f"{rootfs_dir} exists and is not empty; remove it or choose "
                              "another --out")
+        if args.tag is not None and not args.rootfs:
+            raise UsageError("--tag names the slim image, which only --rootfs writes")
         with open_image(args.image) as tree:
+            if args.tag is not None and tree.config is None:
+                raise UsageError(f"--tag: {args.image} has no image config (a rootfs "
+                                 "directory or tarball); a docker save or OCI image has")
             return _slim(args, tree, reports, includes)
     except (ImageError, ReportError, UsageError) as exc:
         print(f"snoop slim: error: {exc}", file=sys.stderr)
@@ -140,7 +152,7 @@ def regular_paths_not_kept(tree: ImageTree, kept: KeepSet) -> list[bytes]:
 
 def _slim(args: argparse.Namespace, tree: ImageTree, reports: list, includes: list[bytes]) -> int:
     merged = merge_reports(reports)
-    keep = compute_keep_set(tree, merged.files, includes)
+    keep = compute_keep_set(tree, merged.files, includes, runtime_paths(tree.config))
     kept = set(keep.paths)
     before = regular_sizes(tree, tree.entries)
     after = regular_sizes(tree, kept)
@@ -148,16 +160,32 @@ def _slim(args: argparse.Namespace, tree: ImageTree, reports: list, includes: li
 
     os.makedirs(args.out, exist_ok=True)
     notes = [write_lists(args.out, tree, kept)]
+    image: ImageWritten | None = None
     if args.rootfs:
         notes.append(write_rootfs(tree, kept, os.path.join(args.out, "rootfs")))
         notes.append(write_tar(tree, kept, os.path.join(args.out, "rootfs.tar")))
+        if tree.config is not None:
+            image = _write_image(args, tree, after.files, before.files)
 
     summary = _summary(tree, merged.files, keep, before, after, packages)
     summary["coverage"] = merged.coverage.to_json()
+    summary["slim_image"] = None if image is None else {
+        "path": os.path.join(args.out, "image.tar"), "id": image.image_id, "tag": image.tag,
+        "bytes": image.size}
     write_atomically(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=1) + "\n")
-    _print(args, tree, keep, summary, before, after, packages)
+    _print(args, tree, keep, summary, before, after, packages, image)
     _print_warnings(keep, notes, merged.coverage, len(merged.files))
     return 0
+
+
+def _write_image(args: argparse.Namespace, tree: ImageTree, kept_files: int,
+                 image_files: int) -> ImageWritten:
+    assert tree.config is not None
+    layer = os.path.join(args.out, "rootfs.tar")
+    diff_id, _ = file_digest(layer)
+    config = slim_config(tree.config, diff_id, kept_files, image_files)
+    tag = args.tag if args.tag is not None else slim_tag(tree.tags)
+    return write_image(layer, config, tag, os.path.join(args.out, "image.tar"))
 
 
 def _summary(tree: ImageTree, reported: dict, keep: KeepSet, before: Sizes, after: Sizes,
@@ -195,7 +223,8 @@ def human_bytes(size: float) -> str:
 
 
 def _print(args: argparse.Namespace, tree: ImageTree, keep: KeepSet, summary: dict,
-           before: Sizes, after: Sizes, packages: PackageView | None) -> None:
+           before: Sizes, after: Sizes, packages: PackageView | None,
+           image: ImageWritten | None) -> None:
     out = sys.stdout
     print(f"image: {tree.source} ({len(tree)} entries)", file=out)
     print(f"reports: {len(args.report)}, {summary['reported_paths']} paths, "
@@ -241,7 +270,13 @@ def _print(args: argparse.Namespace, tree: ImageTree, keep: KeepSet, summary: di
     written = ["keep.txt", "remove.txt", "slim-include-paths.txt", "summary.json"]
     if args.rootfs:
         written += ["rootfs/", "rootfs.tar"]
+    if image is not None:
+        written.append("image.tar")
     print(f"\nwrote {', '.join(os.path.join(args.out, name) for name in written)}", file=out)
+    if image is not None:
+        print(f"slim image: docker load -i {os.path.join(args.out, 'image.tar')}  "
+              f"({image.tag or 'untagged'}, {image.image_id[:19]}, "
+              f"{human_bytes(image.size)})", file=out)
 
 
 def _print_warnings(keep: KeepSet, notes: list[WriteNotes], coverage: Coverage,

@@ -118,6 +118,10 @@ class ImageTree:
         # The layers' sizes as stored (docker save: uncompressed tars, the size `docker
         # images` shows; OCI: blobs, perhaps compressed); 0 when the image has no layers.
         self.layer_bytes = 0
+        # A docker save or OCI input's image config (Entrypoint, Env, ...) and tags: what
+        # a loadable slim image carries over. None and [] for a rootfs.
+        self.config: dict[str, Any] | None = None
+        self.tags: list[str] = []
         self.entries: dict[bytes, Entry] = {ROOT: _implied_dir(ROOT)}
         self._children: dict[bytes, set[bytes]] = {ROOT: set()}
         self._handles: dict[bytes, IO[bytes]] = {}
@@ -625,7 +629,16 @@ class _Archive:
         return _layer_from_span(self.tree, host, offset, size, f"layer {name!r}")
 
 
-def _docker_layers(archive: _Archive) -> list[str]:
+@dataclass
+class _Manifest:
+    """What an image's manifest names: its layers in order, its config, its tags."""
+
+    layers: list[str]
+    config: str | None
+    tags: list[str]
+
+
+def _docker_manifest(archive: _Archive) -> _Manifest:
     manifest = archive.read_json("manifest.json")
     if not isinstance(manifest, list) or not manifest:
         raise ImageError("manifest.json: expected a non-empty list of images")
@@ -634,10 +647,14 @@ def _docker_layers(archive: _Archive) -> list[str]:
                 for tag in item.get("RepoTags") or []]
         raise ImageError(f"the tarball holds {len(manifest)} images "
                          f"({', '.join(tags) or 'untagged'}); save one image per tarball")
-    layers = manifest[0].get("Layers") if isinstance(manifest[0], dict) else None
+    image = manifest[0] if isinstance(manifest[0], dict) else {}
+    layers = image.get("Layers")
     if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
         raise ImageError("manifest.json: expected a 'Layers' list of file names")
-    return layers
+    config = image.get("Config")
+    tags = image.get("RepoTags") or []
+    return _Manifest(layers, config if isinstance(config, str) else None,
+                     [tag for tag in tags if isinstance(tag, str)])
 
 
 _DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
@@ -652,21 +669,33 @@ def _blob_name(digest: Any) -> str:
     return f"blobs/{algorithm}/{hexdigest}"
 
 
-def _oci_layers(archive: _Archive) -> list[str]:
+_REF_NAME = "org.opencontainers.image.ref.name"
+_CONTAINERD_NAME = "io.containerd.image.name"
+
+
+def _oci_manifest(archive: _Archive) -> _Manifest:
     document = archive.read_json("index.json")
+    tags: list[str] = []
     for _ in range(4):  # an index may point to a nested index (a multi-platform image)
         manifests = document.get("manifests") if isinstance(document, dict) else None
         if not isinstance(manifests, list) or not manifests:
             raise ImageError("OCI layout: index has no manifests")
         chosen = _choose_manifest(manifests)
+        annotations = chosen.get("annotations") or {}
+        name = annotations.get(_CONTAINERD_NAME) if isinstance(annotations, dict) else None
+        if isinstance(name, str) and not tags:
+            tags = [name]
         document = archive.read_json(_blob_name(chosen.get("digest")))
         if chosen.get("mediaType") in _INDEX_TYPES or "manifests" in document:
             continue
         layers = document.get("layers") if isinstance(document, dict) else None
         if not isinstance(layers, list):
             raise ImageError("OCI layout: image manifest has no 'layers' list")
-        return [_blob_name(layer.get("digest") if isinstance(layer, dict) else None)
-                for layer in layers]
+        config = document.get("config")
+        return _Manifest(
+            [_blob_name(layer.get("digest") if isinstance(layer, dict) else None)
+             for layer in layers],
+            _blob_name(config.get("digest")) if isinstance(config, dict) else None, tags)
     raise ImageError("OCI layout: indexes nest too deeply")
 
 
@@ -687,9 +716,9 @@ def _choose_manifest(manifests: list[Any]) -> dict[str, Any]:
 def read_layered(location: bytes, tree: ImageTree) -> ImageTree:
     archive = _Archive(tree, location)
     if archive.has("manifest.json"):
-        names = _docker_layers(archive)
+        manifest = _docker_manifest(archive)
     elif archive.has("oci-layout") and archive.has("index.json"):
-        names = _oci_layers(archive)
+        manifest = _oci_manifest(archive)
     elif archive.is_dir:
         raise ImageError(f"{os.fsdecode(location)}: neither a docker save directory "
                          "(manifest.json) nor an OCI image layout (oci-layout, index.json)")
@@ -700,7 +729,13 @@ def read_layered(location: bytes, tree: ImageTree) -> ImageTree:
         # A plain root filesystem tarball: `docker export`, or a rootfs.tar of ours.
         apply_layer(tree, _Layer(location, 0, os.path.getsize(location)))
         return tree
-    for name in names:
+    if manifest.config is not None:
+        config = archive.read_json(manifest.config)
+        if not isinstance(config, dict):
+            raise ImageError(f"image config {manifest.config!r}: expected a JSON object")
+        tree.config = config
+    tree.tags = manifest.tags
+    for name in manifest.layers:
         tree.layer_bytes += archive.span(name)[2]
         apply_layer(tree, archive.layer(name))
     return tree

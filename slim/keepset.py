@@ -209,8 +209,9 @@ class _Closure:
 
 
 def compute_keep_set(tree: ImageTree, files: Mapping[bytes, FileDetail],
-                     includes: Iterable[bytes] = ()) -> KeepSet:
-    """The closed keep set for reported `files` (merged reports) plus user `includes`."""
+                     includes: Iterable[bytes] = (), runtime: Iterable[bytes] = ()) -> KeepSet:
+    """The closed keep set for reported `files` (merged reports), user `includes`, and
+    the paths the container `runtime` reads itself (see image_config.runtime_paths)."""
     closure = _Closure(tree)
     closure._mark(ROOT, "image root")
     if DEV in tree:
@@ -223,6 +224,8 @@ def compute_keep_set(tree: ImageTree, files: Mapping[bytes, FileDetail],
         executed = bool(kinds & _EXEC) or kinds == 0
         if closure.add_path(path, "reported", executed=executed) is None and path.startswith(b"/"):
             closure.keep.missing.append(path)
+    for path in runtime:
+        closure.add_path(path, "image config")
     for pattern in includes:
         matches = expand_include(tree, pattern)
         kept_any = False

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,10 +27,7 @@ from tests.docker.engine import (
     ROOT,
     Compose,
     Engine,
-    EngineError,
     HostSnoop,
-    preflight,
-    private_engine,
     remove_cgroup_everywhere,
     report_files,
 )
@@ -51,19 +47,6 @@ LAYOUTS = {
     "sidecar": (ROOT / "docker-compose.yaml", ("snoop",)),
     "split": (ROOT / "deploy" / "compose.split.yaml", ("tracer", "processor", "reporter")),
 }
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[Engine]:
-    problems = preflight()
-    if problems:
-        pytest.fail("cannot run the container tests here:\n" + "\n".join(problems),
-                    pytrace=False)
-    try:
-        with private_engine() as running:
-            yield running
-    except EngineError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 def container_view_problems(files: set[str], data_root: Path) -> list[str]:

@@ -145,7 +145,8 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def docker_save_tar(path: Path, layers: list[bytes]) -> Path:
+def docker_save_tar(path: Path, layers: list[bytes], config: dict | None = None,
+                    tags: list[str] | None = None) -> Path:
     """A `docker save` tarball: manifest.json naming each layer's layer.tar."""
     with tarfile.open(path, "w") as tar:
         names = []
@@ -153,8 +154,9 @@ def docker_save_tar(path: Path, layers: list[bytes]) -> Path:
             name = f"{number:064x}/layer.tar"
             _add_bytes(tar, name, layer)
             names.append(name)
-        _add_bytes(tar, "config.json", b"{}")
-        manifest = [{"Config": "config.json", "RepoTags": ["test:latest"], "Layers": names}]
+        _add_bytes(tar, "config.json", json.dumps(config or {}).encode())
+        manifest = [{"Config": "config.json", "RepoTags": ["test:latest"] if tags is None else tags,
+                     "Layers": names}]
         _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
     return path
 
