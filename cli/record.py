@@ -124,7 +124,9 @@ def _summary(output: str) -> str:
         return f"report written to {output}, but it cannot be read back: {exc}"
     missing = {name: value for name, value in report.coverage.counters().items() if value}
     lost = ", ".join(f"{value:,} {name.replace('_', ' ')}" for name, value in missing.items())
-    return (f"{len(report.files):,} files recorded in {output}; "
+    probed = sum(1 for detail in report.files.values() if detail.found is False)
+    return (f"{len(report.files):,} files recorded in {output} ({probed:,} only probed, "
+            "never found); "
             + (f"may be incomplete: {lost}" if lost else "nothing lost or unresolved"))
 
 

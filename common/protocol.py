@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from snoop.common.outcomes import MAX_ERRNO, OUTCOME_UNKNOWN, OUTCOMES_MAX
+
 SCHEMA_VERSION = 1
 PATH_MAX = 4096  # the kernel's limit on one name a syscall takes
 # A resolved path is a cwd or dirfd path joined with a name, so it may exceed PATH_MAX.
@@ -49,6 +51,8 @@ U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
 I64_MAX = 2**63 - 1
 MAX_CAPTURE_FIELDS = 64
+COMM_BYTES = 16  # the kernel's TASK_COMM_LEN, NUL included
+MAX_COMMS = 8  # process names kept per file: enough to say who, bounded for 100K files
 # Every seq, seq range bound and counter on the wire fits a signed 64-bit integer, so
 # sums a receiver makes of them stay encodable (msgpack ints stop at 2**64 - 1).
 SEQ_MAX = I64_MAX
@@ -137,6 +141,10 @@ class Event(NamedTuple):
     # False when a relative path could not be resolved to an absolute one. The processor
     # counts it (`unresolved`) instead of listing it: a relative name is no file to keep.
     resolved: bool = True
+    # 0 when the access succeeded, the errno when it failed, outcomes.OUTCOME_UNKNOWN
+    # when its result is not known (an exec's name: its result is another event).
+    errno: int = 0
+    comm: bytes = b""  # the process name of the thread that made the access
 
 
 @dataclass(frozen=True)
@@ -197,6 +205,8 @@ class FileSeen:
     kinds: int  # bit mask: 1 << AccessKind
     first_seen: float
     last_seen: float
+    outcomes: int = 0  # bit mask of common/outcomes.py: found, and each errno seen
+    comms: tuple[bytes, ...] = ()  # process names that made the accesses (MAX_COMMS)
 
 
 @dataclass(frozen=True)
@@ -294,7 +304,8 @@ def _body(message: Message) -> dict:
     if isinstance(message, EventBatch):
         return {
             # An Event is a tuple in wire order (kind an IntEnum): msgpack writes it as
-            # the array [cgroup_id, pid, tgid, kind, path, resolved] without a copy.
+            # the array [cgroup_id, pid, tgid, kind, path, resolved, errno, comm] without
+            # a copy.
             "events": message.events,
             "workloads": {cid: _workload_out(w) for cid, w in message.workloads.items()},
             "sent_at": message.sent_at,
@@ -310,7 +321,8 @@ def _body(message: Message) -> dict:
             "updates": [
                 {
                     "workload": _workload_out(u.workload),
-                    "files": [[f.path, f.kinds, f.first_seen, f.last_seen] for f in u.files],
+                    "files": [[f.path, f.kinds, f.first_seen, f.last_seen, f.outcomes,
+                               list(f.comms)] for f in u.files],
                     "total_events": u.total_events,
                     "unresolved": u.unresolved,
                     "capture": _capture_out(u.capture),
@@ -407,6 +419,15 @@ def _want_path(value: Any, name: str) -> bytes:
     return value
 
 
+def _want_comm(value: Any, name: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise ProtocolError(f"{name}: expected bytes, got {type(value).__name__}")
+    if len(value) >= COMM_BYTES or b"\0" in value:
+        raise ProtocolError(f"{name}: not a process name ({len(value)} bytes, at most "
+                            f"{COMM_BYTES - 1}, no NUL)")
+    return value
+
+
 def _want_list(value: Any, name: str, max_len: int, exact: int | None = None) -> list:
     if not isinstance(value, list):
         raise ProtocolError(f"{name}: expected a list, got {type(value).__name__}")
@@ -465,7 +486,12 @@ def _decode_event_batch(header: Header, body: dict, latest: float) -> EventBatch
     events = []
     for i, raw in enumerate(raw_events):
         name = f"events[{i}]"
-        cgroup_id, pid, tgid, kind, path, resolved = _want_list(raw, name, 6, exact=6)
+        fields_ = _want_list(raw, name, 8)
+        if len(fields_) == 6:  # a sender older than outcomes and process names
+            fields_ = [*fields_, OUTCOME_UNKNOWN, b""]
+        elif len(fields_) != 8:
+            raise ProtocolError(f"{name}: expected 8 entries, got {len(fields_)}")
+        cgroup_id, pid, tgid, kind, path, resolved, errno, comm = fields_
         events.append(
             Event(
                 cgroup_id=_want_int(cgroup_id, f"{name}.cgroup_id"),
@@ -474,6 +500,8 @@ def _decode_event_batch(header: Header, body: dict, latest: float) -> EventBatch
                 kind=_want_kind(kind, f"{name}.kind"),
                 path=_want_path(path, f"{name}.path"),
                 resolved=_want_bool(resolved, f"{name}.resolved"),
+                errno=_want_int(errno, f"{name}.errno", OUTCOME_UNKNOWN, MAX_ERRNO),
+                comm=_want_comm(comm, f"{name}.comm"),
             )
         )
     raw_workloads = _want_map(_field(body, "workloads", "event_batch"), "workloads")
@@ -563,7 +591,12 @@ def _decode_ranges(value: Any, name: str) -> tuple[tuple[int, int], ...]:
 
 
 def _decode_file_seen(value: Any, name: str, latest: float) -> FileSeen:
-    path, kinds, first, last = _want_list(value, name, 4, exact=4)
+    fields_ = _want_list(value, name, 6)
+    if len(fields_) == 4:  # a sender older than outcomes and process names
+        fields_ = [*fields_, 0, []]
+    elif len(fields_) != 6:
+        raise ProtocolError(f"{name}: expected 6 entries, got {len(fields_)}")
+    path, kinds, first, last, outcomes, comms = fields_
     first_seen = _want_time(first, f"{name}.first_seen", latest)
     last_seen = _want_time(last, f"{name}.last_seen", latest)
     if first_seen > last_seen:
@@ -574,6 +607,9 @@ def _decode_file_seen(value: Any, name: str, latest: float) -> FileSeen:
         kinds=_want_int(kinds, f"{name}.kinds", 0, U32_MAX),
         first_seen=first_seen,
         last_seen=last_seen,
+        outcomes=_want_int(outcomes, f"{name}.outcomes", 0, OUTCOMES_MAX),
+        comms=tuple(_want_comm(comm, f"{name}.comms[{i}]")
+                    for i, comm in enumerate(_want_list(comms, f"{name}.comms", MAX_COMMS))),
     )
 
 

@@ -29,7 +29,15 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from snoop.common.protocol import ACCESS_KIND_NAMES, COUNT_MAX, AccessKind, CaptureCounts
+from snoop.common.outcomes import FOUND, error_names, outcomes_from_names
+from snoop.common.protocol import (
+    ACCESS_KIND_NAMES,
+    COMM_BYTES,
+    COUNT_MAX,
+    MAX_COMMS,
+    AccessKind,
+    CaptureCounts,
+)
 
 REPORT_SCHEMA = 1
 # The latest time an ISO 8601 report timestamp (four-digit year) can hold.
@@ -101,25 +109,38 @@ class FileDetail:
     kinds: int = 0  # bit mask: 1 << AccessKind
     first_seen: float = 0.0
     last_seen: float = 0.0
+    outcomes: int = 0  # bit mask of common/outcomes.py; 0 when no outcome is known
+    comms: tuple[str, ...] = ()  # process names that made the accesses, MAX_COMMS at most
     # This entry's line of `dumps()`, kept until the entry changes: a report is written
     # again and again, and most of its files have not changed since the last time.
     line: str = field(default="", compare=False, repr=False)
     name: str = field(default="", compare=False, repr=False)  # its path, as JSON text
 
-    def merge(self, kinds: int, first_seen: float, last_seen: float) -> bool:
+    @property
+    def found(self) -> bool | None:
+        """True when an access succeeded, False when every one failed, None: not known."""
+        return bool(self.outcomes & FOUND) if self.outcomes else None
+
+    def merge(self, kinds: int, first_seen: float, last_seen: float, outcomes: int = 0,
+              comms: Iterable[str] = ()) -> bool:
         """Fold another sighting in; True when anything changed."""
-        before = (self.kinds, self.first_seen, self.last_seen)
+        before = (self.kinds, self.first_seen, self.last_seen, self.outcomes, self.comms)
         self.kinds |= kinds
         self.first_seen = min(self.first_seen, first_seen) if self.first_seen else first_seen
         self.last_seen = max(self.last_seen, last_seen)
-        if before == (self.kinds, self.first_seen, self.last_seen):
+        self.outcomes |= outcomes
+        for comm in comms:
+            if comm not in self.comms and len(self.comms) < MAX_COMMS:
+                self.comms += (comm,)
+        if before == (self.kinds, self.first_seen, self.last_seen, self.outcomes, self.comms):
             return False
         self.line = ""
         return True
 
     def to_json(self) -> dict[str, Any]:
-        return {"kinds": kinds_by_name(self.kinds), "first_seen": iso_time(self.first_seen),
-                "last_seen": iso_time(self.last_seen)}
+        return {"kinds": kinds_by_name(self.kinds), "found": self.found,
+                "errors": error_names(self.outcomes), "comms": list(self.comms),
+                "first_seen": iso_time(self.first_seen), "last_seen": iso_time(self.last_seen)}
 
 
 @dataclass
@@ -207,18 +228,21 @@ class Report:
     def dropped_events(self) -> int:
         return self.coverage.kernel_dropped + self.coverage.pending_dropped
 
-    def add_file(self, path: bytes, kinds: int, first_seen: float, last_seen: float) -> bool:
+    def add_file(self, path: bytes, kinds: int, first_seen: float, last_seen: float,
+                 outcomes: int = 0, comms: Iterable[str] = ()) -> bool:
         """Union one path into the report; True when the report changed."""
         detail = self.files.get(path)
         if detail is None:
-            self.files[path] = FileDetail(kinds, first_seen, last_seen)
+            detail = self.files[path] = FileDetail(kinds, first_seen, last_seen)
+            detail.merge(0, first_seen, last_seen, outcomes, comms)
             return True
-        return detail.merge(kinds, first_seen, last_seen)
+        return detail.merge(kinds, first_seen, last_seen, outcomes, comms)
 
     def merge(self, other: Report) -> None:
         """Set union of files; counters add up; identity fields fill in where empty."""
         for path, detail in other.files.items():
-            self.add_file(path, detail.kinds, detail.first_seen, detail.last_seen)
+            self.add_file(path, detail.kinds, detail.first_seen, detail.last_seen,
+                          detail.outcomes, detail.comms)
         self.total_events = add_counts(self.total_events, other.total_events)
         self.coverage.add(other.coverage)
         for name in ("workload", "container_id", "cgroup_path", "image_ref", "image_digest",
@@ -417,7 +441,31 @@ class _Reader:
             if "first_seen" in detail else started
         last = self.time(detail["last_seen"], f"file_details[{text!r}].last_seen", updated) \
             if "last_seen" in detail else updated
-        return FileDetail(kinds=kinds, first_seen=first, last_seen=max(first, last))
+        result = FileDetail(kinds=kinds, first_seen=first, last_seen=max(first, last))
+        result.merge(0, first, last, self.outcomes(detail, text), self.comms(detail, text))
+        return result
+
+    def outcomes(self, detail: dict, text: str) -> int:
+        """`found` and `errors` as a mask; a report older than them has neither (0)."""
+        found = detail.get("found")
+        errors = detail.get("errors", [])
+        if found not in (True, False, None):
+            self.note(f"file_details[{text!r}].found: expected true, false or null")
+            found = None
+        if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
+            self.note(f"file_details[{text!r}].errors: expected a list of errno names")
+            errors = []
+        mask, unknown = outcomes_from_names(bool(found), errors)
+        if unknown:
+            self.note(f"file_details[{text!r}].errors: unknown errno {unknown[0][:40]!r}")
+        return mask
+
+    def comms(self, detail: dict, text: str) -> list[str]:
+        comms = detail.get("comms", [])
+        if not isinstance(comms, list) or not all(isinstance(c, str) for c in comms):
+            self.note(f"file_details[{text!r}].comms: expected a list of process names")
+            return []
+        return [comm[:COMM_BYTES] for comm in comms[:MAX_COMMS]]
 
 
 def load_report(path: str | os.PathLike) -> Report:

@@ -1,15 +1,18 @@
 """Per-workload deduplication in bounded memory.
 
 For each workload key we keep a dict from the normalized path (bytes) to one packed int:
-`kinds << 32 | last_forwarded_second`. A bytes key plus a two-digit int is about 160
-bytes per path with the dict's own slot, so 100K paths stay well under 30 MB (see
+`facts << 32 | last_forwarded_second`, where `facts` is a bit mask of what is known of
+the path (see `facts()`: access kinds, outcomes, process names by their index in the
+workload's name table). A bytes key plus a small int is about 180 bytes per path with
+the dict's own slot, so 100K paths stay well under 30 MB (see
 `bench/processor_memory.py`). We keep no first-seen time: the reporter folds sightings
 with min/max, so the processor only needs to know what it already forwarded.
 
 A sighting is forwarded when the path is new to the workload, when it brings a new
-access kind, when it comes from a re-sent batch (`force`: the reporter may have lost it),
-or when the path was last forwarded `refresh_interval` seconds ago or more (so last_seen
-moves at most once per report interval). Past `max_unique_files` paths for a workload,
+fact (an access kind, an outcome, a process name), when it comes from a re-sent batch
+(`force`: the reporter may have lost it), or when the path was last forwarded
+`refresh_interval` seconds ago or more (so last_seen moves at most once per report
+interval). Past `max_unique_files` paths for a workload,
 new paths are still forwarded (the report must stay complete) but not remembered, and
 each one counts as a cap hit.
 """
@@ -18,7 +21,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from snoop.common.outcomes import OUTCOME_BITS, OUTCOMES_MAX, outcome_bit
+
 _SECONDS = (1 << 32) - 1
+KINDS_MASK = (1 << 32) - 1
+_OUTCOMES_AT = 32
+_COMMS_AT = _OUTCOMES_AT + OUTCOME_BITS
+COMMS_PER_WORKLOAD = 64  # process names a workload's table tracks; more go untracked
+
+
+def facts(kind: int, errno: int, comm_index: int) -> int:
+    """The fact mask of one sighting: its access kind, its outcome, its process name."""
+    mask = (1 << kind) | (outcome_bit(errno) << _OUTCOMES_AT)
+    if comm_index >= 0:
+        mask |= 1 << (_COMMS_AT + comm_index)
+    return mask
+
+
+def kinds_of(mask: int) -> int:
+    return mask & KINDS_MASK
+
+
+def outcomes_of(mask: int) -> int:
+    return (mask >> _OUTCOMES_AT) & OUTCOMES_MAX
 
 
 @dataclass
@@ -37,12 +62,29 @@ class Dedup:
         # Times are kept in whole seconds; below one second dedup would switch itself off.
         self.refresh_interval = max(1, int(refresh_interval))
         self._paths: dict[str, dict[bytes, int]] = {}
+        self._comms: dict[str, dict[bytes, int]] = {}  # key -> process name -> index
         self.counts = DedupCounts()
         self.capped: set[str] = set()  # workloads that reached the cap
 
+    def comm_index(self, key: str, comm: bytes) -> int:
+        """The index of a process name in the workload's table; -1 once it is full (and
+        for no name: an older tracer sends none)."""
+        if not comm:
+            return -1
+        table = self._comms.get(key)
+        if table is None:
+            table = self._comms[key] = {}
+        index = table.get(comm)
+        if index is None:
+            if len(table) >= COMMS_PER_WORKLOAD:
+                return -1
+            index = table[comm] = len(table)
+        return index
+
     def observe(self, key: str, path: bytes, kinds: int, when: float,
                 force: bool = False) -> int:
-        """One sighting; returns the access-kind mask to forward, or 0 for nothing."""
+        """One sighting of `kinds`, a fact mask (see `facts()`); returns the facts known of
+        the path to forward, or 0 for nothing."""
         paths = self._paths.get(key)
         if paths is None:
             paths = self._paths[key] = {}

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from snoop.common.protocol import (
     COUNT_MAX,
     MAX_BATCH_EVENTS,
+    MAX_COMMS,
     MAX_MAP_ENTRIES,
     CaptureCounts,
     FileSeen,
@@ -61,7 +62,8 @@ class _Part:
     """One workload's share of a unit."""
 
     workload: Workload
-    files: dict[bytes, list] = field(default_factory=dict)  # path -> [kinds, first, last]
+    # path -> [kinds, first, last, outcomes, process names]
+    files: dict[bytes, list] = field(default_factory=dict)
     total_events: int = 0
     unresolved: int = 0
     capture: CaptureCounts = field(default_factory=CaptureCounts)
@@ -127,17 +129,21 @@ class Outbox:
             part = unit.parts[workload.key] = _Part(workload)
         return part
 
-    def add_file(self, workload: Workload, path: bytes, kinds: int, seen: float) -> None:
+    def add_file(self, workload: Workload, path: bytes, kinds: int, seen: float,
+                 outcomes: int = 0, comm: bytes = b"") -> None:
         part = self._part(workload)
         entry = part.files.get(path)
         if entry is None:
-            part.files[path] = [kinds, seen, seen]
+            part.files[path] = [kinds, seen, seen, outcomes, (comm,) if comm else ()]
             self._units[-1].files += 1
             self.pending_files += 1
         else:
             entry[0] |= kinds
             entry[1] = min(entry[1], seen)
             entry[2] = max(entry[2], seen)
+            entry[3] |= outcomes
+            if comm and comm not in entry[4] and len(entry[4]) < MAX_COMMS:
+                entry[4] += (comm,)
 
     def add_counts(self, workload: Workload, events: int, unresolved: int) -> None:
         part = self._part(workload)
@@ -208,8 +214,9 @@ class Outbox:
             updates=tuple(
                 WorkloadUpdate(
                     workload=part.workload,
-                    files=tuple(FileSeen(path, kinds, first, last)
-                                for path, (kinds, first, last) in part.files.items()),
+                    files=tuple(FileSeen(path, kinds, first, last, outcomes, comms)
+                                for path, (kinds, first, last, outcomes, comms)
+                                in part.files.items()),
                     total_events=part.total_events,
                     unresolved=part.unresolved,
                     capture=part.capture,

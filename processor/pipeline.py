@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from snoop.common.config import Config
 from snoop.common.protocol import EventBatch, FileUpdates, Header, Message, TracerStats
-from snoop.processor.dedup import Dedup
+from snoop.processor.dedup import Dedup, facts, kinds_of, outcomes_of
 from snoop.processor.exclude import Exclusions
 from snoop.processor.normalize import normalize
 from snoop.processor.outbox import Outbox
@@ -97,6 +97,7 @@ class Pipeline:
         per_workload: dict[int, list[int]] = {}  # cgroup id -> [events, unresolved]
         excludes = self.exclusions.excludes
         observe = self.dedup.observe
+        comm_index = self.dedup.comm_index
         add_file = self.outbox.add_file
         force = batch.resend
         for event in batch.events:
@@ -112,9 +113,12 @@ class Pipeline:
             if excludes(path):
                 counts.excluded += 1
                 continue
-            kinds = observe(workload.key, path, 1 << event.kind, when, force)
-            if kinds:
-                add_file(workload, path, kinds, when)
+            key = workload.key
+            known = observe(key, path, facts(event.kind, event.errno,
+                                             comm_index(key, event.comm)), when, force)
+            if known:
+                add_file(workload, path, kinds_of(known), when, outcomes_of(known),
+                         event.comm)
         counts.events += len(batch.events)
         # A re-sent batch was counted when it first arrived; only its files matter now.
         if not batch.resend:

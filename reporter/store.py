@@ -24,7 +24,7 @@ from typing import Any
 
 from snoop.common.config import Config
 from snoop.common.protocol import COUNT_MAX, FileUpdates, TracerStats, Workload
-from snoop.common.report import Report, add_counts, merge_intervals
+from snoop.common.report import Report, add_counts, merge_intervals, path_to_json
 
 log = logging.getLogger("snoop.reporter")
 
@@ -209,7 +209,8 @@ class ReportStore:
             for seen in update.files:
                 if seen.path in files or len(files) < self.max_unique_files:
                     changed |= report.add_file(seen.path, seen.kinds, seen.first_seen,
-                                               seen.last_seen)
+                                               seen.last_seen, seen.outcomes,
+                                               [path_to_json(c) for c in seen.comms])
                 else:
                     report.coverage.unique_file_cap_hits += 1
                     changed = True

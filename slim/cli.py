@@ -196,6 +196,9 @@ def _summary(tree: ImageTree, reported: dict, keep: KeepSet, before: Sizes, afte
         "image_entries": len(tree),
         "reported_paths": len(reported),
         "reported_missing_from_image": len(keep.missing),
+        # Probed and never found where the workload ran (ENOENT, ENOTDIR): not kept.
+        "reported_not_found": len(keep.absent),
+        "reported_not_found_but_in_image": len(keep.absent_in_image),
         "kept_entries": len(keep),
         "kept_by_reason": dict(sorted(reasons.items())),
         "bytes_before": before.bytes,
@@ -229,6 +232,10 @@ def _print(args: argparse.Namespace, tree: ImageTree, keep: KeepSet, summary: di
     print(f"image: {tree.source} ({len(tree)} entries)", file=out)
     print(f"reports: {len(args.report)}, {summary['reported_paths']} paths, "
           f"{summary['reported_missing_from_image']} not in the image (skipped)", file=out)
+    if keep.absent:
+        print(f"         {len(keep.absent)} of them only probed, never found where the "
+              f"workload ran (not kept; {len(keep.absent_in_image)} are in the image)",
+              file=out)
     reasons = ", ".join(f"{count} {kind}" for kind, count in summary["kept_by_reason"].items())
     print(f"keep: {len(keep)} entries ({reasons})", file=out)
     ratio = after.bytes / before.bytes if before.bytes else 1.0
@@ -282,10 +289,12 @@ def _print(args: argparse.Namespace, tree: ImageTree, keep: KeepSet, summary: di
 def _print_warnings(keep: KeepSet, notes: list[WriteNotes], coverage: Coverage,
                     reported: int) -> None:
     warnings = []
-    if reported >= MISMATCH_MIN_PATHS and len(keep.missing) > MISMATCH_SHARE * reported:
-        # Failed probes (a PATH search, an import path) are missing too, but rarely most.
-        warnings.append(f"{len(keep.missing)} of {reported} reported paths "
-                        f"({len(keep.missing) / reported:.0%}) are not in the image: is it "
+    # Paths only probed are left out: they were absent where the workload ran too. (A
+    # report without outcomes counts its failed probes here, but they are rarely most.)
+    found = reported - len(keep.absent)
+    if found >= MISMATCH_MIN_PATHS and len(keep.missing) > MISMATCH_SHARE * found:
+        warnings.append(f"{len(keep.missing)} of {found} reported paths "
+                        f"({len(keep.missing) / found:.0%}) are not in the image: is it "
                         "the image the reports were recorded from, and are they this "
                         "workload's?")
     lost = {name: value for name, value in coverage.counters().items() if value}

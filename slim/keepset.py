@@ -11,8 +11,11 @@ Starting from the reported paths and the user's includes, the set is closed unde
 The image's own /dev entries (device nodes, links, directories: no bytes) are always
 kept, because recorders exclude /dev by default (a container runtime mounts its own) and
 a chroot of the slim root filesystem would otherwise have no /dev/null.
-A reported path the image lacks (a probe for a missing file, a /tmp file the workload
-wrote) is skipped. A reported directory keeps the directory, not what is inside it.
+A reported path the image lacks (a /tmp file the workload wrote) is skipped. So is a
+path the workload only probed and never found (ENOENT, ENOTDIR: a PATH search, an
+import path) even when the image has it: it was absent where the workload ran, and
+keeping it would change what the probe finds. A reported directory keeps the directory,
+not what is inside it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from snoop.common.outcomes import only_absent
 from snoop.common.protocol import AccessKind
 from snoop.common.report import FileDetail
 from snoop.slim.elf import ElfError, elf_interpreter, is_elf, shebang_interpreter
@@ -109,7 +113,10 @@ def expand_include(tree: ImageTree, pattern: bytes) -> list[bytes]:
 @dataclass
 class KeepSet:
     paths: dict[bytes, str] = field(default_factory=dict)  # kept path -> why (first reason)
-    missing: list[bytes] = field(default_factory=list)  # reported, not in the image
+    missing: list[bytes] = field(default_factory=list)  # reported found, not in the image
+    # reported, never found (ENOENT/ENOTDIR only): not kept. The image has `absent_in_image`.
+    absent: list[bytes] = field(default_factory=list)
+    absent_in_image: list[bytes] = field(default_factory=list)
     unresolvable: list[bytes] = field(default_factory=list)  # relative or symlink loops
     warnings: list[str] = field(default_factory=list)
 
@@ -219,6 +226,11 @@ def compute_keep_set(tree: ImageTree, files: Mapping[bytes, FileDetail],
             if entry.type is not EntryType.FILE:
                 closure._mark(entry.path, "/dev entry")
     for path in sorted(files):
+        if only_absent(files[path].outcomes):
+            closure.keep.absent.append(path)
+            if resolve(tree, path).path is not None:
+                closure.keep.absent_in_image.append(path)
+            continue
         kinds = files[path].kinds
         # No recorded kinds (an older or foreign report): any file may have been executed.
         executed = bool(kinds & _EXEC) or kinds == 0

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from snoop.common import outputs
+from snoop.common.outcomes import error_names
 from snoop.common.report import (
     Report,
     ReportError,
@@ -104,6 +105,25 @@ def diff_reports(a: Report, b: Report) -> tuple[list[bytes], list[bytes]]:
     return sorted(a.files.keys() - b.files.keys()), sorted(b.files.keys() - a.files.keys())
 
 
+def outcome_groups(report: Report) -> dict[str, Any]:
+    """Files found, never found (and by which errno), and of no known outcome."""
+    found = unknown = 0
+    never: dict[str, int] = {}
+    never_found = 0
+    for detail in report.files.values():
+        if detail.found is None:
+            unknown += 1
+        elif detail.found:
+            found += 1
+        else:
+            never_found += 1
+            for name in error_names(detail.outcomes):
+                never[name] = never.get(name, 0) + 1
+    return {"found": found, "never_found": never_found, "outcome_unknown": unknown,
+            "never_found_by_error": dict(sorted(never.items(),
+                                                key=lambda item: (-item[1], item[0])))}
+
+
 def summarize(report: Report, depth: int) -> dict[str, Any]:
     by_directory: dict[bytes, int] = {}
     for path in report.files:
@@ -117,6 +137,7 @@ def summarize(report: Report, depth: int) -> dict[str, Any]:
         "started_at": iso_time(report.started_at) if report.started_at else "",
         "last_updated_at": iso_time(report.last_updated_at) if report.last_updated_at else "",
         "files": len(report.files),
+        "outcomes": outcome_groups(report),
         "total_events": report.total_events,
         "dropped_events": report.dropped_events,
         "by_directory": {
@@ -180,6 +201,13 @@ def _summary(args: argparse.Namespace) -> int:
             print(f"{label}: {summary[key]}")
     print(f"files: {summary['files']}   events: {summary['total_events']}   "
           f"dropped: {summary['dropped_events']}")
+    outcomes = summary["outcomes"]
+    errors = ", ".join(f"{name} {count}"
+                       for name, count in outcomes["never_found_by_error"].items())
+    print(f"  {outcomes['found']} found, {outcomes['never_found']} only probed and never "
+          f"found{f' ({errors})' if errors else ''}"
+          + (f", {outcomes['outcome_unknown']} of no known outcome"
+             if outcomes["outcome_unknown"] else ""))
     rows = list(summary["by_directory"].items())
     print(f"\nby directory (first {args.depth}; top {min(args.top, len(rows))} of {len(rows)}):")
     for directory, count in rows[:args.top]:

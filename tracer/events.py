@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from snoop.common.outcomes import MAX_ERRNO, OUTCOME_UNKNOWN
 from snoop.common.protocol import MAX_PATH_BYTES, AccessKind, Event
 from snoop.tracer import records
 from snoop.tracer.resolve import Outcome, PathResolver
@@ -18,6 +19,8 @@ _KIND_OF = {int(k): k for k in AccessKind}  # faster than AccessKind(n), once pe
 _new_event = tuple.__new__  # Event(...) without its __new__: half the cost, once per event
 _PRIMES = frozenset({records.KIND_PRIME_CWD, records.KIND_PRIME_FD})
 _SYS_CHROOT = ALL_NAMES.index("chroot")
+# An exec syscall's record with ret 0 was sent at entry, before the exec ran or failed.
+_EXEC_SYSCALLS = frozenset(ALL_NAMES.index(name) for name in ("execve", "execveat"))
 # Flags that make a record more than its absolute path.
 _NEEDS_RESOLVING = records.FLAG_READ_FAILED | records.FLAG_MAGIC | records.FLAG_UNCERTAIN | \
     records.FLAG_OLD_ROOT
@@ -42,7 +45,7 @@ class RecordTranslator:
     def translate(self, record: records.Record) -> Event | None:
         """The Event for a file record; None for bookkeeping records and lost paths."""
         (cgroup_id, serial, _, ret, pid, tgid, _, _, syscall, _, kind, flags, resolve,
-         path) = record
+         comm, path) = record
         access = _KIND_OF.get(kind)
         if access is None:
             if kind in _PRIMES:
@@ -59,7 +62,8 @@ class RecordTranslator:
                 self.resolver.learn(serial, path)
             elif syscall == _SYS_CHROOT and ret == 0:
                 self.resolver.on_chroot(tgid, path)
-            return _new_event(Event, (cgroup_id, pid, tgid, access, path, True))
+            return _new_event(Event, (cgroup_id, pid, tgid, access, path, True,
+                                      _errno(ret, syscall), comm.split(b"\0", 1)[0]))
         if flags & records.FLAG_READ_FAILED:
             return None  # counted by the kernel (STAT_READ_FAILED), reported as coverage
         path, outcome = self.resolver.resolve(record)
@@ -71,10 +75,12 @@ class RecordTranslator:
             if len(path) > self.max_path_bytes:
                 self._uncounted[record.cgroup_id].paths_too_long += 1
                 return None
-            return Event(record.cgroup_id, record.pid, record.tgid, access, path, True)
+            return Event(record.cgroup_id, record.pid, record.tgid, access, path, True,
+                         _errno(ret, syscall), comm.split(b"\0", 1)[0])
         if outcome is Outcome.UNRESOLVED:
             self.unresolved += 1
-            return Event(record.cgroup_id, record.pid, record.tgid, access, path, False)
+            return Event(record.cgroup_id, record.pid, record.tgid, access, path, False,
+                         _errno(ret, syscall), comm.split(b"\0", 1)[0])
         if outcome is Outcome.UNCERTAIN:
             self._uncounted[record.cgroup_id].uncertain_paths += 1
         return None
@@ -82,3 +88,12 @@ class RecordTranslator:
     def take_uncounted(self) -> dict[int, Uncounted]:
         taken, self._uncounted = dict(self._uncounted), defaultdict(Uncounted)
         return taken
+
+
+def _errno(ret: int, syscall: int) -> int:
+    """The Event's outcome of a record: 0 (it succeeded), its errno, or not known."""
+    if ret < 0:
+        return -ret if ret >= -MAX_ERRNO else MAX_ERRNO
+    if ret == 0 and syscall in _EXEC_SYSCALLS:
+        return OUTCOME_UNKNOWN
+    return 0

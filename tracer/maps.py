@@ -29,8 +29,9 @@ LAYOUTS: dict[str, MapLayout] = {
     # (files, fd) -> now and before: base, sock, stamp, cloexec, set
     "fds": MapLayout(struct.Struct("<QiI"), struct.Struct("<QQQIIQQQII")),
     "uring_path_ops": MapLayout(U64, U64),
-    # (cgroup, hash, base, len, kind, flags) -> sent_at, serial; read only to count entries
-    "dedup": MapLayout(struct.Struct("<QQQHBBI"), struct.Struct("<QQ")),
+    # (cgroup, hash, base, len, kind, flags, resolve, failed) -> sent_at, serial; read only
+    # to count entries
+    "dedup": MapLayout(struct.Struct("<QQQHBBBBH"), struct.Struct("<QQ")),
     # tid -> struct stash
     "inflight": MapLayout(U32, struct.Struct("<QQQiiHBBBBBB")),
 }

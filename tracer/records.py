@@ -9,9 +9,9 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-HEADER = struct.Struct("<QQQqIIiHHHBBBBH")
+HEADER = struct.Struct("<QQQqIIiHHHBBBBH16s")
 HEADER_FIELDS = ("cgroup_id", "serial", "base", "ret", "pid", "tgid", "dirfd", "path_len",
-                 "syscall", "skip", "kind", "flags", "resolve", "pad1", "pad2")
+                 "syscall", "skip", "kind", "flags", "resolve", "pad1", "pad2", "comm")
 
 AT_FDCWD = -100
 PATH_MAX = 4096
@@ -65,11 +65,12 @@ class Record(NamedTuple):
     kind: int = 0
     flags: int = 0
     resolve: int = 0  # openat2's RESOLVE_BENEATH / RESOLVE_IN_ROOT bits
+    comm: bytes = b""  # the thread's process name, NUL-padded to 16 bytes
     path: bytes = b""
 
 
 # HEADER without its padding: the values of Record's fields before `path`.
-_FIELDS = struct.Struct("<QQQqIIiHHHBBB3x")
+_FIELDS = struct.Struct("<QQQqIIiHHHBBB3x16s")
 _unpack_fields = _FIELDS.unpack_from
 _make = Record._make
 HEADER_SIZE = _FIELDS.size

@@ -25,9 +25,12 @@ def decode(data, allowed=None) -> p.Message:
 def sample_messages() -> list[p.Message]:
     header = p.Header(sender="tracer/host/1/2", seq=7)
     events = (
-        p.Event(cgroup_id=2**63 + 5, pid=10, tgid=9, kind=p.AccessKind.READ, path=b"/etc/passwd"),
+        p.Event(cgroup_id=2**63 + 5, pid=10, tgid=9, kind=p.AccessKind.READ, path=b"/etc/passwd",
+                comm=b"cat"),
         p.Event(cgroup_id=3, pid=11, tgid=11, kind=p.AccessKind.EXEC, path=b"rel/x",
-                resolved=False),
+                resolved=False, errno=-1, comm=b"\xffodd name 15b"),
+        p.Event(cgroup_id=3, pid=11, tgid=11, kind=p.AccessKind.STAT, path=b"/nope",
+                errno=2, comm=b"sh"),
     )
     workloads = {2**63 + 5: p.Workload("abc", "/docker/abc", "abc"), 3: p.Workload("/")}
     stats = p.TracerStats(header=p.Header("tracer/host/1/2", 8), started_at=T - 3600,
@@ -42,7 +45,9 @@ def sample_messages() -> list[p.Message]:
         p.FileUpdates(
             header=p.Header("processor/host", 1),
             updates=(p.WorkloadUpdate(p.Workload("abc", "/docker/abc", "abc"),
-                                      (p.FileSeen(b"/bin/\xff", 0b110, T, T + 1),),
+                                      (p.FileSeen(b"/bin/\xff", 0b110, T, T + 1,
+                                                  1 | 1 << 2 | 1 << 63,
+                                                  (b"sh", b"python3")),),
                                       total_events=5, unresolved=1,
                                       capture=p.CaptureCounts(io_uring_ops=4)),),
             covers={"tracer/host/1/2": ((1, 7), (9, 9))},
@@ -221,6 +226,7 @@ def test_random_msgpack_values_raise_only_protocol_error(value, message_type):
 counts = st.integers(0, p.I64_MAX)
 capture_counts = st.builds(p.CaptureCounts, counts, counts, counts)
 paths = st.binary(min_size=1, max_size=64).filter(lambda b: b"\0" not in b)
+comms = st.binary(max_size=15).filter(lambda b: b"\0" not in b)
 workloads = st.builds(p.Workload, st.text(min_size=1, max_size=8), st.text(max_size=8),
                       st.text(max_size=8))
 
@@ -232,7 +238,8 @@ def event_batches(draw) -> p.EventBatch:
     ids = sorted(cgroups)
     events = draw(st.lists(st.builds(
         p.Event, st.sampled_from(ids), st.integers(0, p.U32_MAX), st.integers(0, p.U32_MAX),
-        st.sampled_from(list(p.AccessKind)), paths, st.booleans()), max_size=8))
+        st.sampled_from(list(p.AccessKind)), paths, st.booleans(), st.integers(-1, 4095),
+        comms), max_size=8))
     coverage = draw(st.dictionaries(st.sampled_from(ids), capture_counts, max_size=len(ids)))
     return p.EventBatch(p.Header("t", draw(st.integers(0, p.SEQ_MAX))), tuple(events),
                         cgroups, sent_at=draw(st.floats(p.TIME_MIN, NOW + p.TIME_MAX_AHEAD)),
@@ -245,7 +252,9 @@ file_updates = st.builds(
     updates=st.lists(st.builds(
         p.WorkloadUpdate, workloads,
         st.lists(st.builds(p.FileSeen, paths, st.integers(0, p.U32_MAX), st.just(T),
-                           st.just(T + 1)), max_size=4).map(tuple),
+                           st.just(T + 1), st.integers(0, 2**64 - 1),
+                           st.lists(comms, max_size=p.MAX_COMMS).map(tuple)),
+                 max_size=4).map(tuple),
         total_events=counts, unresolved=counts,
         capture=capture_counts), max_size=4).map(tuple),
     covers=st.just({}),
@@ -294,7 +303,26 @@ def file_with(first, last) -> dict:
     return raw
 
 
+def event_with(index: int, value) -> dict:
+    raw = raw_of(sample_messages()[0])
+    raw["body"]["events"][0][index] = value
+    return raw
+
+
+def seen_with(index: int, value) -> dict:
+    raw = raw_of(sample_messages()[2])
+    raw["body"]["updates"][0]["files"][0][index] = value
+    return raw
+
+
 OUT_OF_RANGE = {
+    "errno below -1": (event_with(6, -2), "events[0].errno"),
+    "errno over MAX_ERRNO": (event_with(6, 4096), "events[0].errno"),
+    "comm of 16 bytes": (event_with(7, b"x" * 16), "events[0].comm"),
+    "comm with a NUL": (event_with(7, b"a\0b"), "events[0].comm"),
+    "comm as text": (event_with(7, "sh"), "events[0].comm"),
+    "outcomes negative": (seen_with(4, -1), "files[0].outcomes"),
+    "too many comms": (seen_with(5, [b"a"] * (p.MAX_COMMS + 1)), "files[0].comms"),
     # 1e17 overflowed the reporter's iso_time; 3e11 wrote the year 11476.
     "sent_at 1e17": (body_with(sent_at=1e17), "sent_at: timestamp"),
     "sent_at 3e11": (body_with(sent_at=3e11), "sent_at: timestamp"),
@@ -325,6 +353,18 @@ OUT_OF_RANGE = {
 def test_values_out_of_range_are_refused_naming_the_field(raw, field):
     with pytest.raises(p.ProtocolError, match=re.escape(field)):
         decode(packed(raw))
+
+
+def test_events_and_files_of_an_older_sender_are_read_without_outcomes():
+    # Six-field events and four-field files: what a sender before outcomes wrote.
+    raw = raw_of(sample_messages()[0])
+    raw["body"]["events"] = [event[:6] for event in raw["body"]["events"]]
+    events = decode(packed(raw)).events
+    assert [(e.errno, e.comm) for e in events] == [(-1, b"")] * 3
+    raw = raw_of(sample_messages()[2])
+    raw["body"]["updates"][0]["files"] = [f[:4] for f in raw["body"]["updates"][0]["files"]]
+    [seen] = decode(packed(raw)).updates[0].files
+    assert (seen.outcomes, seen.comms) == (0, ())
 
 
 def test_the_bounds_themselves_are_accepted():

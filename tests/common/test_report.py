@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 
 import pytest
 
+from snoop.common.outcomes import FOUND
 from snoop.common.protocol import COUNT_MAX, AccessKind, CaptureCounts, kinds_mask
 from snoop.common.report import (
     REPORT_TIME_MAX,
@@ -32,6 +34,59 @@ def make_report() -> Report:
     report.add_file(b"/data/caf\xe9\xff", kinds_mask(AccessKind.READ), 1001.0, 1001.0)
     report.coverage.kernel_dropped = 2
     return report
+
+
+def outcome_report() -> Report:
+    report = make_report()
+    report.add_file(b"/data/caf\xe9\xff", 0, 1001.0, 1001.0, FOUND, ["python3", "caf\udce9"])
+    report.add_file(b"/root/.cargo/bin/basename", kinds_mask(AccessKind.EXEC), 1002.0, 1002.0,
+                    1 << errno.ENOENT, ["sh"])
+    report.add_file(b"/etc/shadow", kinds_mask(AccessKind.READ), 1003.0, 1003.0,
+                    1 << errno.EACCES | 1 << 63 | 1 << 61, ["id"])
+    return report
+
+
+def test_each_file_says_what_its_accesses_found_and_who_made_them():
+    details = json.loads(outcome_report().dumps())["file_details"]
+    assert details["/data/caf\udce9\udcff"] | {"first_seen": 0} == {
+        "kinds": ["read"], "found": True, "errors": [], "comms": ["python3", "caf\udce9"],
+        "first_seen": 0, "last_seen": "1970-01-01T00:16:41.000Z"}
+    assert (details["/root/.cargo/bin/basename"]["found"],
+            details["/root/.cargo/bin/basename"]["errors"]) == (False, ["ENOENT"])
+    assert details["/etc/shadow"]["errors"] == ["EACCES", "ENODATA", "errno>=63"]
+    assert details["/usr/bin/python3"]["found"] is None  # nothing known: not "missing"
+
+
+def test_outcomes_and_process_names_merge_as_sets():
+    report = outcome_report()
+    report.add_file(b"/root/.cargo/bin/basename", 0, 1005.0, 1005.0,
+                    FOUND | 1 << errno.ENOTDIR, ["bash", "sh"])
+    detail = report.files[b"/root/.cargo/bin/basename"]
+    assert (detail.found, detail.comms) == (True, ("sh", "bash"))
+    for name in "abcdefghijk":
+        report.add_file(b"/etc/shadow", 0, 1005.0, 1005.0, 0, [name])
+    assert len(report.files[b"/etc/shadow"].comms) == 8  # MAX_COMMS
+
+
+def test_a_report_from_before_outcomes_loads_with_none_known(tmp_path):
+    old = json.loads(outcome_report().dumps())
+    for detail in old["file_details"].values():
+        del detail["found"], detail["errors"], detail["comms"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    again = load_report(path)
+    assert {d.found for d in again.files.values()} == {None}
+    assert again.recovery is None
+
+
+def test_unreadable_outcomes_are_noted_and_the_path_kept(tmp_path):
+    data = json.loads(outcome_report().dumps())
+    data["file_details"]["/etc/shadow"].update(found="yes", errors=["EBOGUS"], comms=[3])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    again = load_report(path)
+    assert b"/etc/shadow" in again.files
+    assert again.recovery is not None and again.recovery.problems == 3
 
 
 def test_plan_fields_are_present_and_files_sorted():

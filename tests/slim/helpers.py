@@ -3,6 +3,7 @@ and layer tarballs for docker-save and OCI images."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -12,6 +13,7 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from snoop.common.outcomes import FOUND
 from snoop.common.protocol import AccessKind
 from snoop.common.report import Report
 from snoop.slim.image import Content, Entry, EntryType, ImageTree
@@ -94,13 +96,19 @@ def elf32(interp: bytes) -> bytes:
 
 
 def make_report(files: dict[str, Iterable[str]], **identity: object) -> Report:
+    """Kinds by name; "found", or an errno name ("ENOENT"), give the outcomes."""
     report = Report(**identity)  # type: ignore[arg-type]
     for number, (path, kinds) in enumerate(sorted(files.items())):
-        mask = 0
+        mask = outcomes = 0
         for kind in kinds:
-            mask |= KIND_BITS[kind]
+            if kind == "found":
+                outcomes |= FOUND
+            elif kind.startswith("E"):
+                outcomes |= 1 << getattr(errno, kind)
+            else:
+                mask |= KIND_BITS[kind]
         report.add_file(path.encode("utf-8", "surrogateescape"), mask, 1000.0 + number,
-                        2000.0 + number)
+                        2000.0 + number, outcomes)
     return report
 
 

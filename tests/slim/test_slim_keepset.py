@@ -146,3 +146,25 @@ def test_empty_symlink_target_resolves_to_nothing(image: TreeBuilder) -> None:
     result = resolve(image.tree, b"/etc/empty")
     assert result.path is None and result.symlinks == [b"/etc/empty"]
     assert resolve(image.tree, b"/etc/empty", follow_last=False).path == b"/etc/empty"
+
+
+def test_a_path_only_probed_and_never_found_is_not_kept(image: TreeBuilder) -> None:
+    # The image has all four; where the workload ran, the first two were absent.
+    for name in ("probed", "not-a-dir", "denied", "later"):
+        image.file(f"/usr/lib/{name}.py", b"x")
+    image.file("/usr/lib/unknown.py", b"x")
+    kept = keep(image, {
+        "/usr/lib/probed.py": ["stat", "ENOENT"],
+        "/usr/lib/not-a-dir.py": ["read", "ENOTDIR"],
+        "/usr/lib/denied.py": ["read", "EACCES"],  # it was there, unreadable
+        "/usr/lib/later.py": ["read", "ENOENT", "found"],  # absent once, then found
+        "/usr/lib/unknown.py": ["read"],  # a report without outcomes: kept as before
+        "/usr/lib/nowhere.py": ["stat", "ENOENT"],
+    })
+    assert b"/usr/lib/probed.py" not in kept and b"/usr/lib/not-a-dir.py" not in kept
+    for name in ("denied", "later", "unknown"):
+        assert f"/usr/lib/{name}.py".encode() in kept, name
+    assert kept.absent == [b"/usr/lib/not-a-dir.py", b"/usr/lib/nowhere.py",
+                           b"/usr/lib/probed.py"]
+    assert kept.absent_in_image == [b"/usr/lib/not-a-dir.py", b"/usr/lib/probed.py"]
+    assert kept.missing == []  # a probe that failed is no sign of the wrong image

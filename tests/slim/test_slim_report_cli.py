@@ -128,3 +128,24 @@ def test_summary_counts_capture_coverage_and_explains_io_uring(
         assert main(["report", "summary", str(tmp_path / "r.json"), "--json"]) == 0
         data = json.loads(capsys.readouterr().out)
         assert data["coverage"][name] == 1 and data["complete"] is False
+
+
+def test_summary_shows_found_files_apart_from_failed_probes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = make_report({
+        "/usr/bin/basename": ["exec", "found"],
+        "/root/.cargo/bin/basename": ["exec", "ENOENT"],
+        "/usr/local/bin/basename": ["exec", "ENOENT"],
+        "/etc/app.conf/x": ["stat", "ENOTDIR"],
+        "/etc/shadow": ["read", "EACCES"],
+        "/etc/old": ["read"],  # no outcome known
+    })
+    path = tmp_path / "r.json"
+    path.write_text(report.dumps())
+    assert main(["report", "summary", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcomes"] == {
+        "found": 1, "never_found": 4, "outcome_unknown": 1,
+        "never_found_by_error": {"ENOENT": 2, "EACCES": 1, "ENOTDIR": 1}}
+    assert main(["report", "summary", str(path)]) == 0
+    assert ("1 found, 4 only probed and never found (ENOENT 2, EACCES 1, ENOTDIR 1), "
+            "1 of no known outcome") in capsys.readouterr().out

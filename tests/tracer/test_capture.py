@@ -279,3 +279,41 @@ def test_a_second_tracer_on_the_same_run_directory_refuses_in_one_line(harness):
     assert "another tracer is running with the run directory" in done.stderr
     assert "Traceback" not in done.stderr
     assert own_cgroups() == before, "a refused tracer must leave nothing behind"
+
+
+def test_each_access_says_what_it_found_and_which_process_made_it(harness, child, tmp_path):
+    """A failed probe is no file that was there: the errno and the process name come
+    with every path, and a path first probed missing, then found, has both outcomes."""
+    present = tmp_path / "present.txt"
+    present.write_text("x")
+    later = tmp_path / "later.txt"
+    missing = tmp_path / "missing" / "nothing.txt"
+    under_file = present / "below"
+    script = (f"cat {present} >/dev/null; stat {missing} 2>/dev/null; "
+              f"test -e {under_file}; cat {later} 2>/dev/null; touch {later}; "
+              f"cat {later} >/dev/null; exec {tmp_path}/no-such-binary")
+    assert child.run(["sh", "-c", script], stderr=subprocess.DEVNULL).returncode == 127
+    cid = child.id
+    binary = f"{tmp_path}/no-such-binary".encode()
+    wanted = {str(p).encode() for p in (present, missing, under_file, later)} | {binary}
+    assert harness.wait_for(lambda c: wanted <= c.paths(cid)), sorted(harness.collected.paths(cid))
+    harness.settle()
+    seen: dict[bytes, set[tuple[AccessKind, int, bytes]]] = {}
+    for event in harness.collected.for_cgroup(cid):
+        seen.setdefault(event.path, set()).add((event.kind, event.errno, event.comm))
+    assert (AccessKind.READ, 0, b"cat") in seen[str(present).encode()]
+    assert {(k, e) for k, e, _ in seen[str(missing).encode()]} == {(AccessKind.STAT, 2)}
+    assert {c for _, _, c in seen[str(missing).encode()]} == {b"stat"}
+    # `test` is a shell builtin: sh probed it.
+    assert {(k, e, c) for k, e, c in seen[str(under_file).encode()]} == \
+        {(AccessKind.STAT, 20, b"sh")}
+    # Failed once (ENOENT), then found: the kernel's dedup keeps the two apart.
+    assert {(AccessKind.READ, 2, b"cat"), (AccessKind.READ, 0, b"cat")} <= \
+        seen[str(later).encode()]
+    # The exec's name is sent at entry (result not known yet), then with its errno.
+    assert (AccessKind.EXEC, 2, b"sh") in seen[binary]
+    assert {e for _, e, _ in seen[binary]} <= {-1, 2}
+    # An exec that ran: its name is found, by the new program's name.
+    cat = [e for e in harness.collected.for_cgroup(cid)
+           if e.kind is AccessKind.EXEC and e.path.endswith(b"/cat")]
+    assert any(e.errno == 0 and e.comm == b"cat" for e in cat), cat

@@ -23,8 +23,10 @@ def compiled():
 def test_python_header_matches_the_struct_bcc_compiled(compiled):
     python_side = []
     offset = 0
-    for name, code in zip(records.HEADER_FIELDS, records.HEADER.format[1:], strict=True):
-        size = {"Q": 8, "q": 8, "I": 4, "i": 4, "H": 2, "B": 1}[code]
+    codes = re.findall(r"\d*[QqIiHBs]", records.HEADER.format[1:])
+    for name, code in zip(records.HEADER_FIELDS, codes, strict=True):
+        size = int(code[:-1]) if code.endswith("s") else {"Q": 8, "q": 8, "I": 4, "i": 4,
+                                                           "H": 2, "B": 1}[code]
         python_side.append((name, offset, size))
         offset += size
     assert compiled["header"] == python_side
@@ -69,7 +71,8 @@ def test_access_kinds_agree_with_the_protocol():
 
 
 def test_a_truncated_record_is_refused():
-    header = records.HEADER.pack(1, 2, 3, 0, 4, 5, -100, 10, 0, 0, 1, 0, 0, 0, 0)
+    header = records.HEADER.pack(1, 2, 3, 0, 4, 5, -100, 10, 0, 0, 1, 0, 0, 0, 0, b"cat")
     with pytest.raises(records.RecordError):
         records.decode(header + b"/etc")
-    assert records.decode(header + b"/etc/hosts").path == b"/etc/hosts"
+    record = records.decode(header + b"/etc/hosts")
+    assert (record.path, record.comm) == (b"/etc/hosts", b"cat" + bytes(13))

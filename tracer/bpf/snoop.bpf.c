@@ -76,7 +76,7 @@
 // Stash options.
 #define STASH_RETURNS_FD 1
 #define STASH_CLOEXEC 2
-#define STASH_EXEC_RETRY 4  // an exec name unreadable at entry: read it at exit if it failed
+#define STASH_EXEC 4  // an exec: its name is read again at exit if it failed, with its errno
 
 // Counter slots (per CPU).
 #define STAT_SUBMITTED 0
@@ -118,6 +118,7 @@ struct event_hdr {
     u8 resolve;    // openat2's RESOLVE_BENEATH and RESOLVE_IN_ROOT bits
     u8 pad1;
     u16 pad2;
+    char comm[16]; // the process name of the thread that made the access (at submit)
 };
 
 struct event_buf {
@@ -147,8 +148,10 @@ struct dedup_key {
     u64 base;  // 0 for absolute paths; a relative path means something else elsewhere
     u16 len;
     u8 kind;
-    u8 flags;  // FLAG_BASE and the resolve bits change what the record means
-    u32 pad;
+    u8 flags;    // FLAG_BASE, FLAG_MAGIC and FLAG_FROM_EXEC change what it means...
+    u8 resolve;  // ...and so do openat2's resolve bits
+    u8 failed;   // a failed access and a successful one of the same path are both sent
+    u16 pad;
 };
 
 struct dedup_value {
@@ -351,6 +354,7 @@ static __always_inline int submit(struct event_buf *buf, u32 len) {
     u32 size = sizeof(struct event_hdr) + (len & (SNOOP_PATH_MAX - 1));
     if (size > sizeof(struct event_buf))
         return 0;
+    bpf_get_current_comm(buf->hdr.comm, sizeof(buf->hdr.comm));
     submit_ring(buf, size, &ok, STAT_RINGBUF_FULL);
     return ok;
 }
@@ -720,7 +724,11 @@ static __always_inline void dedup_key_of(struct event_buf *buf, u32 len, u64 has
     key->base = buf->hdr.base;
     key->len = len;
     key->kind = buf->hdr.kind;
-    key->flags = (buf->hdr.flags & (FLAG_BASE | FLAG_MAGIC)) | buf->hdr.resolve;
+    // FLAG_FROM_EXEC: the exec that ran is sent beside its name sent at entry, whose
+    // result was not known then.
+    key->flags = buf->hdr.flags & (FLAG_BASE | FLAG_MAGIC | FLAG_FROM_EXEC);
+    key->resolve = buf->hdr.resolve;
+    key->failed = buf->hdr.ret < 0;
     key->hash = hash;
 }
 
@@ -1198,7 +1206,7 @@ int exit_stage(void *ctx) {
         stage_progs.call(ctx, STAGE_MODEL);
         return 0;
     }
-    if ((args->opts & STASH_EXEC_RETRY) && ret >= 0)
+    if ((args->opts & STASH_EXEC) && ret >= 0)
         return 0;  // it ran: sched_process_exec has the name
     st->after = AFTER_STASHED;
     st->base_record = ((args->opts & STASH_RETURNS_FD) && ret >= 0) ||
@@ -1235,9 +1243,11 @@ int stage_model(void *ctx) {
     return 0;
 }
 
-// Exec paths are read at entry: at exit the old memory is gone. A name unreadable here
-// (its page not yet mapped in a fresh child) is read again at exit if the exec failed;
-// one that succeeded is covered by sched_process_exec.
+// Exec paths are read at entry: at exit the old memory is gone, and the record of an
+// exec that ran would come too late. Its outcome is not known yet (user space sees ret 0
+// from an exec syscall as "not known"): one that ran is sched_process_exec's record, and
+// one that failed is sent again at exit with its errno, so a failed PATH lookup shows as
+// one. A name unreadable here (its page not yet mapped in a fresh child) is read then too.
 static __always_inline int on_exec_enter(void *ctx, u16 syscall, s32 dirfd, u64 path) {
     u64 cgroup_id;
     if (!should_trace(&cgroup_id))
@@ -1245,13 +1255,12 @@ static __always_inline int on_exec_enter(void *ctx, u16 syscall, s32 dirfd, u64 
     struct stage *st = current_stage();
     if (!st)
         return 0;
+    stash_args(KIND_EXEC, syscall, dirfd, path, STASH_EXEC, 0, 0, 0, 0);
     st->after = AFTER_NOTHING;
     st->base_record = 0;
     int read_failed = 0;
     if (prepare_path(st, cgroup_id, KIND_EXEC, syscall, dirfd, path, 0, 0, &read_failed))
         stage_progs.call(ctx, STAGE_MAGIC);
-    else if (read_failed)
-        stash_args(KIND_EXEC, syscall, dirfd, path, STASH_EXEC_RETRY, 0, 0, 0, 0);
     return 0;
 }
 
