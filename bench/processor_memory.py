@@ -59,6 +59,9 @@ def rss_bytes() -> int:
     return pages * resource.getpagesize()
 
 
+COMMS = (b"python3", b"gunicorn", b"sh")
+
+
 def path(i: int) -> bytes:
     # Shaped like a real image: a few hundred directories, file names of varied length.
     top = (b"usr/lib/python3.11/site-packages", b"usr/share/locale", b"etc", b"opt/app/src",
@@ -67,7 +70,9 @@ def path(i: int) -> bytes:
 
 
 def batch(seq: int, start: int, stop: int, sender: str = "tracer-1") -> EventBatch:
-    events = tuple(Event(1, 10, 10, AccessKind.READ, path(i)) for i in range(start, stop))
+    # As from a real tracer: a process name on each, and one in four a failed probe.
+    events = tuple(Event(1, 10, 10, AccessKind.READ, path(i), True, 2 if i % 4 == 0 else 0,
+                         COMMS[i % len(COMMS)]) for i in range(start, stop))
     return EventBatch(Header(sender, seq), events, {1: WORKLOAD}, sent_at=time.time())
 
 

@@ -113,6 +113,8 @@ class AccessKind(enum.IntEnum):
 
 
 ACCESS_KIND_NAMES = {kind: kind.name.lower() for kind in AccessKind}
+_KIND_OF = {int(kind): kind for kind in AccessKind}
+_new_event = tuple.__new__  # Event(...) without its __new__, once per decoded event
 
 
 @dataclass(frozen=True)
@@ -481,29 +483,46 @@ def _want_capture(value: Any, name: str) -> CaptureCounts:
     })
 
 
+def _decode_event(raw: Any, name: str) -> Event:
+    fields_ = _want_list(raw, name, 8)
+    if len(fields_) == 6:  # a sender older than outcomes and process names
+        fields_ = [*fields_, OUTCOME_UNKNOWN, b""]
+    elif len(fields_) != 8:
+        raise ProtocolError(f"{name}: expected 8 entries, got {len(fields_)}")
+    cgroup_id, pid, tgid, kind, path, resolved, errno, comm = fields_
+    return Event(
+        cgroup_id=_want_int(cgroup_id, f"{name}.cgroup_id"),
+        pid=_want_int(pid, f"{name}.pid", 0, U32_MAX),
+        tgid=_want_int(tgid, f"{name}.tgid", 0, U32_MAX),
+        kind=_want_kind(kind, f"{name}.kind"),
+        path=_want_path(path, f"{name}.path"),
+        resolved=_want_bool(resolved, f"{name}.resolved"),
+        errno=_want_int(errno, f"{name}.errno", OUTCOME_UNKNOWN, MAX_ERRNO),
+        comm=_want_comm(comm, f"{name}.comm"),
+    )
+
+
 def _decode_event_batch(header: Header, body: dict, latest: float) -> EventBatch:
     raw_events = _want_list(_field(body, "events", "event_batch"), "events", MAX_BATCH_EVENTS)
     events = []
+    append = events.append
     for i, raw in enumerate(raw_events):
-        name = f"events[{i}]"
-        fields_ = _want_list(raw, name, 8)
-        if len(fields_) == 6:  # a sender older than outcomes and process names
-            fields_ = [*fields_, OUTCOME_UNKNOWN, b""]
-        elif len(fields_) != 8:
-            raise ProtocolError(f"{name}: expected 8 entries, got {len(fields_)}")
-        cgroup_id, pid, tgid, kind, path, resolved, errno, comm = fields_
-        events.append(
-            Event(
-                cgroup_id=_want_int(cgroup_id, f"{name}.cgroup_id"),
-                pid=_want_int(pid, f"{name}.pid", 0, U32_MAX),
-                tgid=_want_int(tgid, f"{name}.tgid", 0, U32_MAX),
-                kind=_want_kind(kind, f"{name}.kind"),
-                path=_want_path(path, f"{name}.path"),
-                resolved=_want_bool(resolved, f"{name}.resolved"),
-                errno=_want_int(errno, f"{name}.errno", OUTCOME_UNKNOWN, MAX_ERRNO),
-                comm=_want_comm(comm, f"{name}.comm"),
-            )
-        )
+        # The common case checked in one expression; anything else (an error to name, a
+        # six-field event of an older sender) takes the field-by-field path.
+        if type(raw) is list and len(raw) == 8:
+            cgroup_id, pid, tgid, kind, path, resolved, errno, comm = raw
+            if (type(cgroup_id) is int and 0 <= cgroup_id <= U64_MAX
+                    and type(pid) is int and 0 <= pid <= U32_MAX
+                    and type(tgid) is int and 0 <= tgid <= U32_MAX
+                    and type(kind) is int and kind in _KIND_OF
+                    and type(path) is bytes and 0 < len(path) <= MAX_PATH_BYTES
+                    and b"\0" not in path and type(resolved) is bool
+                    and type(errno) is int and OUTCOME_UNKNOWN <= errno <= MAX_ERRNO
+                    and type(comm) is bytes and len(comm) < COMM_BYTES and b"\0" not in comm):
+                append(_new_event(Event, (cgroup_id, pid, tgid, _KIND_OF[kind], path, resolved,
+                                          errno, comm)))
+                continue
+        append(_decode_event(raw, f"events[{i}]"))
     raw_workloads = _want_map(_field(body, "workloads", "event_batch"), "workloads")
     workloads = {
         _want_int(cid, "workloads key"): _want_workload(w, f"workloads[{cid}]")

@@ -21,29 +21,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from snoop.common.outcomes import OUTCOME_BITS, OUTCOMES_MAX, outcome_bit
+from snoop.common.outcomes import OUTCOME_BITS, outcome_bit
 
 _SECONDS = (1 << 32) - 1
 KINDS_MASK = (1 << 32) - 1
-_OUTCOMES_AT = 32
-_COMMS_AT = _OUTCOMES_AT + OUTCOME_BITS
+OUTCOMES_AT = 32
+_COMMS_AT = OUTCOMES_AT + OUTCOME_BITS
 COMMS_PER_WORKLOAD = 64  # process names a workload's table tracks; more go untracked
 
 
 def facts(kind: int, errno: int, comm_index: int) -> int:
     """The fact mask of one sighting: its access kind, its outcome, its process name."""
-    mask = (1 << kind) | (outcome_bit(errno) << _OUTCOMES_AT)
+    mask = (1 << kind) | (outcome_bit(errno) << OUTCOMES_AT)
     if comm_index >= 0:
         mask |= 1 << (_COMMS_AT + comm_index)
     return mask
-
-
-def kinds_of(mask: int) -> int:
-    return mask & KINDS_MASK
-
-
-def outcomes_of(mask: int) -> int:
-    return (mask >> _OUTCOMES_AT) & OUTCOMES_MAX
 
 
 @dataclass

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from snoop.common.config import Config
+from snoop.common.outcomes import OUTCOMES_MAX
 from snoop.common.protocol import EventBatch, FileUpdates, Header, Message, TracerStats
-from snoop.processor.dedup import Dedup, facts, kinds_of, outcomes_of
+from snoop.processor.dedup import KINDS_MASK, OUTCOMES_AT, Dedup, facts
 from snoop.processor.exclude import Exclusions
 from snoop.processor.normalize import normalize
 from snoop.processor.outbox import Outbox
@@ -100,25 +101,32 @@ class Pipeline:
         comm_index = self.dedup.comm_index
         add_file = self.outbox.add_file
         force = batch.resend
+        workloads = batch.workloads
+        # (cgroup id, kind, errno, comm) -> fact mask: a batch repeats few of them.
+        fact_masks: dict[tuple, int] = {}
         for event in batch.events:
-            workload = batch.workloads[event.cgroup_id]
-            tally = per_workload.get(event.cgroup_id)
+            cgroup_id, _, _, kind, raw_path, resolved, errno, comm = event
+            tally = per_workload.get(cgroup_id)
             if tally is None:
-                tally = per_workload[event.cgroup_id] = [0, 0]
+                tally = per_workload[cgroup_id] = [0, 0]
             tally[0] += 1
-            if not event.resolved:
+            if not resolved:
                 tally[1] += 1
                 continue  # a relative name is not a file anyone can keep
-            path = normalize(event.path)
+            path = normalize(raw_path)
             if excludes(path):
                 counts.excluded += 1
                 continue
+            workload = workloads[cgroup_id]
             key = workload.key
-            known = observe(key, path, facts(event.kind, event.errno,
-                                             comm_index(key, event.comm)), when, force)
+            mask = fact_masks.get((cgroup_id, kind, errno, comm))
+            if mask is None:
+                mask = fact_masks[cgroup_id, kind, errno, comm] = facts(
+                    kind, errno, comm_index(key, comm))
+            known = observe(key, path, mask, when, force)
             if known:
-                add_file(workload, path, kinds_of(known), when, outcomes_of(known),
-                         event.comm)
+                add_file(workload, path, known & KINDS_MASK, when,
+                         (known >> OUTCOMES_AT) & OUTCOMES_MAX, comm)
         counts.events += len(batch.events)
         # A re-sent batch was counted when it first arrived; only its files matter now.
         if not batch.resend:
