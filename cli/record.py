@@ -25,17 +25,18 @@ from dataclasses import replace
 from snoop.cli.run import isolate, leave
 from snoop.common import config as config_mod
 from snoop.common import outputs, process
-from snoop.common.report import ReportError, load_report, write_atomically
+from snoop.common.protocol import MAX_WORKLOAD_NAME
+from snoop.common.report import ReportError, load_report
 from snoop.tracer import cgroups
 from snoop.tracer.kernel import pin_dir_of, remove_pins
 
-MAX_WORKLOAD_NAME = 256
 NO_REPORT = 125  # as `timeout` and `docker run` do: the tool failed, not CMD
 READY_TIMEOUT = 120.0
 # The settings record takes; the rest (targets, report location, endpoints, ports) it
 # chooses itself for the one command it runs.
 RECORD_OPTIONS = (
-    "image_ref", "image_digest", "pod_name", "namespace", "labels", "exclude_paths",
+    "workload_name", "image_ref", "image_digest", "pod_name", "namespace", "labels",
+    "exclude_paths",
     "log_level", "ringbuf_bytes", "dedup_entries", "dedup_ttl", "batch_max_events",
     "batch_max_delay", "pending_max", "resend_after", "max_unique_files",
 )
@@ -102,18 +103,6 @@ def _report_problem(output: str, started: float, reporter: subprocess.Popen) -> 
         return None
     return (f"no report written to {output} (the reporter exited {reporter.returncode}; "
             "its log lines above say why)")
-
-
-def _name_workload(output: str, command: list[str]) -> None:
-    """The report's workload is the command recorded, not the cgroup record made for it
-    (which stays in cgroup_path)."""
-    try:
-        report = load_report(output)
-        report.workload = shlex.join(command)[:MAX_WORKLOAD_NAME]
-        write_atomically(output, report.dumps())
-    except (OSError, ReportError) as exc:
-        print(f"snoop record: the report keeps its cgroup as the workload name: {exc}",
-              file=sys.stderr)
 
 
 def _summary(output: str) -> str:
@@ -194,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
         updates_endpoint="",
         checkpoint_endpoint="",
         report_interval=min(config.report_interval, 5.0),
+        # The report's workload is the command recorded, not the cgroup made for it
+        # (which stays in cgroup_path).
+        workload_name=config.workload_name or shlex.join(command)[:MAX_WORKLOAD_NAME],
     )
     if args.cfg_log_level is None and "SNOOP_LOG_LEVEL" not in os.environ:
         # The three processes speak up only when something goes wrong; the summary line
@@ -234,7 +226,6 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             print(f"snoop record: {problem}", file=sys.stderr)
             return NO_REPORT
-        _name_workload(output, command)
         print(f"snoop record: {_summary(output)}", file=sys.stderr)
         return exit_code if exit_code >= 0 else 128 - exit_code
     finally:

@@ -54,6 +54,7 @@ class Config:
     target_container_id: tuple[str, ...] = ()
     target_cgroup: tuple[str, ...] = ()
     # identity, copied into reports
+    workload_name: str = ""
     image_ref: str = ""
     image_digest: str = ""
     pod_name: str = ""
@@ -90,6 +91,8 @@ class Config:
     pending_max: int = 250_000
     resend_after: float = 10.0
     max_unique_files: int = 1_000_000
+    # container runtime metadata
+    docker_socket: str = "/var/run/docker.sock"
 
     def endpoint(self, name: str) -> str:
         """The configured endpoint for `events`, `updates` or `checkpoint`."""
@@ -262,6 +265,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("target_mode", _enum_parser(TargetMode), "which workloads to trace"),
     Option("target_container_id", parse_container_ids, "container ids (container mode)"),
     Option("target_cgroup", parse_cgroup_paths, "cgroup v2 paths, with descendants (cgroup mode)"),
+    Option("workload_name", str.strip,
+           "the report's workload name in sidecar mode (default: namespace/pod, or what "
+           "the container runtime calls the first workload)"),
     Option("image_ref", str.strip, "image reference, copied into reports"),
     Option("image_digest", str.strip, "image digest, copied into reports"),
     Option("pod_name", str.strip, "pod name, copied into reports"),
@@ -294,6 +300,8 @@ OPTIONS: tuple[Option, ...] = (
            "unconfirmed events a tracer keeps to re-send (at this many it stops draining)"),
     Option("resend_after", parse_duration, "re-send unconfirmed events after this long"),
     Option("max_unique_files", parse_positive_int, "unique paths per workload, at most"),
+    Option("docker_socket", parse_absolute_path,
+           "Docker Engine API socket the tracer asks for container names ('' for none)"),
 )
 
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
@@ -307,12 +315,13 @@ PROCESS_OPTIONS: dict[str, tuple[str, ...]] = {
     "tracer": (*_EVERY_PROCESS, "target_mode", "target_container_id", "target_cgroup",
                "events_endpoint", "checkpoint_endpoint", "ringbuf_bytes", "dedup_entries",
                "dedup_ttl", "batch_max_events", "batch_max_delay", "pending_max",
-               "resend_after"),
+               "resend_after", "docker_socket"),
     "processor": (*_EVERY_PROCESS, "events_endpoint", "updates_endpoint", "exclude_paths",
                   "max_unique_files", "report_interval"),
     "reporter": (*_EVERY_PROCESS, "updates_endpoint", "checkpoint_endpoint", "api_endpoint",
-                 "api_token", "image_ref", "image_digest", "pod_name", "namespace", "labels",
-                 "max_unique_files", "report_path", "report_dir", "report_interval"),
+                 "api_token", "workload_name", "image_ref", "image_digest", "pod_name",
+                 "namespace", "labels", "max_unique_files", "report_path", "report_dir",
+                 "report_interval"),
 }
 assert set(OPTIONS_BY_NAME) == {f.name for f in fields(Config)}, "OPTIONS and Config differ"
 

@@ -53,6 +53,7 @@ I64_MAX = 2**63 - 1
 MAX_CAPTURE_FIELDS = 64
 COMM_BYTES = 16  # the kernel's TASK_COMM_LEN, NUL included
 MAX_COMMS = 8  # process names kept per file: enough to say who, bounded for 100K files
+MAX_WORKLOAD_NAME = 256  # characters of a workload's readable name
 # Every seq, seq range bound and counter on the wire fits a signed 64-bit integer, so
 # sums a receiver makes of them stay encodable (msgpack ints stop at 2**64 - 1).
 SEQ_MAX = I64_MAX
@@ -130,6 +131,9 @@ class Workload:
     key: str  # stable report key: container id, or the cgroup path
     cgroup_path: str = ""
     container_id: str = ""
+    # What people call it, from the container runtime: `namespace/pod/container`, the
+    # compose `project/service`, or the container name; "" when none is known.
+    name: str = ""
 
 
 class Event(NamedTuple):
@@ -279,7 +283,7 @@ def seq_gap(last: int, seq: int) -> int | None:
 
 
 def _workload_out(w: Workload) -> list:
-    return [w.key, w.cgroup_path, w.container_id]
+    return [w.key, w.cgroup_path, w.container_id, w.name]
 
 
 def _capture_out(counts: CaptureCounts) -> dict:
@@ -455,7 +459,12 @@ def _field(body: dict, key: str, where: str) -> Any:
 
 
 def _want_workload(value: Any, name: str) -> Workload:
-    key, cgroup_path, container_id = _want_list(value, name, 3, exact=3)
+    parts = _want_list(value, name, 4)
+    if len(parts) == 3:  # a sender older than workload names
+        parts = [*parts, ""]
+    elif len(parts) != 4:
+        raise ProtocolError(f"{name}: expected 4 entries, got {len(parts)}")
+    key, cgroup_path, container_id, display = parts
     key = _want_str(key, f"{name}.key")
     if not key:
         raise ProtocolError(f"{name}.key: empty workload key")
@@ -463,6 +472,7 @@ def _want_workload(value: Any, name: str) -> Workload:
         key=key,
         cgroup_path=_want_str(cgroup_path, f"{name}.cgroup_path"),
         container_id=_want_str(container_id, f"{name}.container_id"),
+        name=_want_str(display, f"{name}.name", MAX_WORKLOAD_NAME),
     )
 
 

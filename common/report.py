@@ -208,7 +208,10 @@ class Recovery:
 
 @dataclass
 class Report:
-    workload: str = ""
+    workload: str = ""  # what people call it (see reporter/store.py); else its key
+    # The stable key its events come under (a container id, a cgroup path); "" in a
+    # report written before the field, whose `workload` was its key.
+    workload_key: str = ""
     container_id: str = ""
     cgroup_path: str = ""
     image_ref: str = ""
@@ -245,8 +248,8 @@ class Report:
                           detail.outcomes, detail.comms)
         self.total_events = add_counts(self.total_events, other.total_events)
         self.coverage.add(other.coverage)
-        for name in ("workload", "container_id", "cgroup_path", "image_ref", "image_digest",
-                     "pod_name", "namespace"):
+        for name in ("workload", "workload_key", "container_id", "cgroup_path", "image_ref",
+                     "image_digest", "pod_name", "namespace"):
             if not getattr(self, name):
                 setattr(self, name, getattr(other, name))
         self.labels = {**other.labels, **self.labels}
@@ -277,6 +280,7 @@ class Report:
         return {
             "schema": REPORT_SCHEMA,
             "workload": self.workload,
+            "workload_key": self.workload_key,
             "container_id": self.container_id,
             "cgroup_path": self.cgroup_path,
             "image_ref": self.image_ref,
@@ -409,6 +413,7 @@ class _Reader:
         labels = self.mapping(data.get("labels"), "labels")
         report = Report(
             workload=str(data.get("workload", "")),
+            workload_key=str(data.get("workload_key", "")),
             container_id=str(data.get("container_id", "")),
             cgroup_path=str(data.get("cgroup_path", "")),
             image_ref=str(data.get("image_ref", "")),

@@ -163,10 +163,11 @@ class Reporter:
             error: tuple[str, OSError] | None = None
             for key in sorted(self.store.dirty):
                 text = self.store.render(key)
+                name = self.store.reports[key].workload
                 try:
-                    self.files.write_report(key, text)
+                    self.files.write_report(key, text, name)
                 except OSError as exc:
-                    error = (self.files.path_for(key), exc)
+                    error = (self.files.path_for(key, name), exc)
                     break
                 self.store.dirty.discard(key)
                 written.append((key, text))
@@ -200,7 +201,7 @@ class Reporter:
                     log.info("report writes succeed again")
                 self.last_write_ok = True
                 self.counts.last_write_at = self._clock()
-            names = [(self.store.reports[key].workload or key, text) for key, text in written]
+            names = [(self.store.push_name(key), text) for key, text in written]
         if self.pusher is not None:
             for name, text in names:
                 self.pusher.submit(name, text)

@@ -196,7 +196,7 @@ class DurableReporter(Reporter):
     def report_texts(self) -> list[tuple[str, str]]:
         """(push name, rendered JSON) for every report, as core's round would push them."""
         with self.lock:
-            return [(self.store.reports[key].workload or key, self.store.render(key))
+            return [(self.store.push_name(key), self.store.render(key))
                     for key in sorted(self.store.reports)]
 
     def close(self) -> None:

@@ -47,11 +47,20 @@ class Identity:
     pod_name: str = ""
     namespace: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    workload_name: str = ""
 
     @classmethod
     def from_config(cls, config: Config) -> Identity:
         return cls(config.image_ref, config.image_digest, config.pod_name, config.namespace,
-                   dict(config.labels))
+                   dict(config.labels), config.workload_name)
+
+    def sidecar_name(self) -> str:
+        """The sidecar report's name as configured: SNOOP_WORKLOAD_NAME, else the pod."""
+        if self.workload_name:
+            return self.workload_name
+        if self.pod_name:
+            return f"{self.namespace}/{self.pod_name}" if self.namespace else self.pod_name
+        return ""
 
 
 class TracerCounters:
@@ -186,7 +195,16 @@ class ReportStore:
                 if not getattr(report, name) and getattr(workload, name):
                     setattr(report, name, getattr(workload, name))
                     self.dirty.add(key)
-            if not report.workload:
+            if not report.workload_key:
+                report.workload_key = workload.key
+                self.dirty.add(key)
+            name = (self.identity.sidecar_name() if self.sidecar else "") or workload.name
+            # A readable name replaces a bare key (one learnt later, or a report from
+            # before names); it never replaces another name.
+            if name and report.workload in ("", report.workload_key) and name != report.workload:
+                report.workload = name
+                self.dirty.add(key)
+            elif not report.workload:
                 report.workload = workload.key
                 self.dirty.add(key)
         return report
@@ -250,6 +268,12 @@ class ReportStore:
         for key, report in self.reports.items():
             report.last_updated_at = now
             self.dirty.add(key)
+
+    def push_name(self, key: str) -> str:
+        """What the pusher knows a report by: its key, stable while its readable name may
+        change (and two replicas may share one)."""
+        report = self.reports[key]
+        return key or report.workload_key or report.workload
 
     def render(self, key: str) -> str:
         """The report's JSON, with identity and reporter-wide counters filled in."""

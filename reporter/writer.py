@@ -6,12 +6,18 @@ Layout:
   state `.NAME.delivered.json`;
 - node mode (`SNOOP_REPORT_DIR` set): one `<name>.json` per workload in that directory,
   and `.snoop-reporter-state.json`, `.snoop-reporter.journal` and
-  `.snoop-reporter-delivered.json`. `<name>` is the workload key when it
-  is made only of `A-Za-z0-9._-` (container ids are), does not start with `.` and is at
-  most 128 characters; otherwise it is the key with every other character replaced by
-  `_`, cut to 100 characters, then `-` and the first 12 hex digits of the key's SHA-256
-  (`/system.slice/cron.service` -> `system.slice_cron.service-<hash>.json`). The key
-  itself is inside the report (`workload`), which is what loading trusts.
+  `.snoop-reporter-delivered.json`. `<name>` comes from what the workload is called
+  (`report_filename`): its readable name when the tracer learnt one (`shop/web`,
+  `prod/web-7d9f/app`, a container name), with every character outside `A-Za-z0-9._-`
+  replaced by `_`, then `-` and the container's short id (or 12 hex digits of the key's
+  SHA-256): `shop_web-4f3c2a1b9e8d.json`. Without a name, it is the key itself when the
+  key is made only of those characters, does not start with `.` and is at most 128 long
+  (a container id), or else the key made safe the same way with its hash
+  (`/system.slice/cron.service` -> `system.slice_cron.service-<hash>.json`; the root
+  cgroup `/` -> `root-cgroup-<hash>.json`). A report keeps the file it was first written
+  to (or loaded from), so a name learnt later does not leave a second file behind. The
+  key itself is inside the report (`workload_key`; `workload` in older reports), which is
+  what loading trusts.
 
 A report that cannot be read at all at start (not JSON, not a report) stops the
 reporter with one line naming it, untouched: its state may say batches are persisted
@@ -46,13 +52,25 @@ DIR_DELIVERED_NAME = ".snoop-reporter-delivered.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def report_filename(key: str) -> str:
-    """A filesystem-safe, collision-resistant file name for a workload key."""
+_CONTAINER_ID = re.compile(r"^[0-9a-f]{12,64}$")
+
+
+def report_filename(key: str, name: str = "") -> str:
+    """A filesystem-safe, collision-resistant file name for a workload key and its
+    readable name (none when it is the key itself)."""
+    if name and name != key:
+        short = key[:12] if _CONTAINER_ID.match(key) else _digest(key)
+        safe = _UNSAFE.sub("_", name).strip("._")[:100] or "workload"
+        return f"{safe}-{short}.json"
     if key and not _UNSAFE.search(key) and not key.startswith(".") and len(key) <= 128:
         return f"{key}.json"
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    safe = _UNSAFE.sub("_", key).strip("._")[:100] or "workload"
-    return f"{safe}-{digest}.json"
+    safe = _UNSAFE.sub("_", key).strip("._")[:100] or ("root-cgroup" if key == "/" else
+                                                        "workload")
+    return f"{safe}-{_digest(key)}.json"
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 class ReportFiles:
@@ -76,22 +94,31 @@ class ReportFiles:
             self.journal_path = os.path.join(report_dir, DIR_JOURNAL_NAME)
             self.delivered_path = os.path.join(report_dir, DIR_DELIVERED_NAME)
         self.corrupt_moved = 0
+        self._paths: dict[str, str] = {}  # node mode: key -> its report's file
         # Other modules' sections of the state file, each built when the state is written
         # (under the reporter's lock, so it agrees with the reports of the same round).
         self.state_sections: dict[str, Callable[[], Any]] = {}
         # The state file as loaded at start; None when absent or moved aside as corrupt.
         self.loaded_state: dict | None = None
 
-    def path_for(self, key: str) -> str:
+    def path_for(self, key: str, name: str = "") -> str:
+        """Where the report of `key` lives: the file it was first written to or loaded
+        from, else the one its name gives."""
         if self.sidecar:
             return self.report_path
-        return os.path.join(self.report_dir, report_filename(key))
+        path = self._paths.get(key)
+        if path is None:
+            path = os.path.join(self.report_dir, report_filename(key, name))
+        return path
 
     def prepare(self) -> None:
         os.makedirs(self.directory, exist_ok=True)
 
-    def write_report(self, key: str, text: str) -> None:
-        self._write(self.path_for(key), text)
+    def write_report(self, key: str, text: str, name: str = "") -> None:
+        path = self.path_for(key, name)
+        self._write(path, text)
+        if not self.sidecar:
+            self._paths[key] = path
 
     def write_state(self, state: dict) -> None:
         state = {**state, **{name: build() for name, build in self.state_sections.items()}}
@@ -121,12 +148,12 @@ class ReportFiles:
             if self.sidecar:
                 key = ""
             else:
-                key = report.workload or os.path.basename(path)[: -len(".json")]
-                report.workload = key
-                if self.path_for(key) != path:
-                    log.warning("report file name does not match its workload; it will be "
-                                "written under the expected name",
-                                extra={"path": path, "expected": self.path_for(key)})
+                key = (report.workload_key or report.workload
+                       or os.path.basename(path)[: -len(".json")])
+                report.workload_key = key
+                report.workload = report.workload or key
+                # Two files of one key (copied in by hand) are merged into the first.
+                self._paths.setdefault(key, path)
             loaded.append((key, report))
         return loaded
 

@@ -43,6 +43,7 @@ from snoop.common.protocol import (
 )
 from snoop.common.transport import EVENTS_HWM, Receiver, Security, Sender, new_context
 from snoop.tracer import build, cgroups, records, syscalls
+from snoop.tracer.container_names import ContainerNames
 from snoop.tracer.events import RecordTranslator
 from snoop.tracer.kernel import KernelSide
 from snoop.tracer.metrics import TracerMetrics
@@ -144,6 +145,7 @@ class Tracer:
         self.translator = RecordTranslator(self.resolver)
         self._io_uring_seen: dict[int, int] = {}
         self._workloads: dict[int, Workload] = {}
+        self.container_names = ContainerNames(config.docker_socket)
         self.watcher = TargetWatcher(config, self.cgroup_root, self.index,
                                      self._own_cgroup(config))
         self.batch = BatchBuilder(config.batch_max_events, config.batch_max_delay)
@@ -269,6 +271,10 @@ class Tracer:
                 return Workload(key=f"cgroup-{cgroup_id}")
             workload = cgroups.workload_for(rel_path, self.config.target_mode,
                                             self.config.target_cgroup, root=self.cgroup_root)
+            if workload.container_id:
+                name = self.container_names.name_of(workload.container_id)
+                if name:
+                    workload = replace(workload, name=name)
             if len(self._workloads) > 65536:
                 self._workloads.clear()
             self._workloads[cgroup_id] = workload

@@ -84,6 +84,7 @@ ERRORS = {
     "SNOOP_PENDING_MAX": ("0", "expected a whole number above zero"),
     "SNOOP_RESEND_AFTER": ("never", "expected a duration like 30s"),
     "SNOOP_MAX_UNIQUE_FILES": ("1e6", "expected a whole number above zero"),
+    "SNOOP_DOCKER_SOCKET": ("docker.sock", "expected an absolute path"),
 }
 
 
@@ -99,7 +100,8 @@ def test_each_bad_value_names_variable_value_and_expectation(name):
 
 
 def test_every_option_with_a_parser_that_can_fail_has_an_error_case():
-    free_text = {"image_ref", "image_digest", "pod_name", "namespace", "api_token",
+    free_text = {"workload_name", "image_ref", "image_digest", "pod_name", "namespace",
+                 "api_token",
                  "curve_secret_key", "curve_server_key", "curve_allowed_keys"}
     assert {o.env for o in c.OPTIONS if o.name not in free_text} == set(ERRORS)
 

@@ -16,12 +16,14 @@ skip: they are the only check that the image and the compose files work.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from snoop.tracer import cgroups
 from tests.docker.engine import (
     APP_IMAGE,
     ROOT,
@@ -137,6 +139,8 @@ def test_pod_mode_misses_nothing_from_container_start(engine, tmp_path, layout):
         data = json.loads(report.read_bytes())
         assert data["container_id"] == app
         assert data["cgroup_path"] == f"/{pod}/{app}"
+        # Named as the compose file says (SNOOP_WORKLOAD_NAME), keyed by the container.
+        assert (data["workload"], data["workload_key"]) == ("example/app", app)
         files = set(data["files"])
         assert not container_view_problems(files, engine.data_root)
         assert not [f for f in files if f.startswith("/opt/snoop/")], "Snoop traced itself"
@@ -177,4 +181,48 @@ def test_runtime_setup_paths_stay_out_of_the_report(engine, tmp_path):
         assert not host_paths, f"{len(host_paths)} engine paths, e.g. {host_paths[:3]}"
     finally:
         compose("down", "-v", "--remove-orphans", "-t", "5")
+        remove_cgroup_everywhere(pod)
+
+
+# ---------------------------------------------------------------- report names
+
+
+def test_node_mode_reports_are_named_for_their_containers(engine, tmp_path):
+    """One report per container, named from what the engine calls it: the container's
+    name, or compose's project/service; its id stays inside the report."""
+    pod = f"snoop-names-{uuid.uuid4().hex[:8]}"
+    root = cgroups.discover_cgroup2_root()
+    os.mkdir(os.path.join(root, pod))
+    reports = tmp_path / "reports"
+    snoop = None
+    started: list[str] = []
+    try:
+        snoop = HostSnoop(tmp_path, {"SNOOP_TARGET_MODE": "cgroup",
+                                     "SNOOP_TARGET_CGROUP": f"/{pod}",
+                                     "SNOOP_REPORT_DIR": str(reports),
+                                     "SNOOP_DOCKER_SOCKET": engine.host[len("unix://"):]})
+        name = f"shop-web-{uuid.uuid4().hex[:6]}"
+        for extra in (["--name", name],
+                      ["--label", "com.docker.compose.project=shop",
+                       "--label", "com.docker.compose.service=worker"]):
+            started.append(engine.docker(
+                "run", "-d", "--network", "none", "--cgroup-parent", f"/{pod}", *extra,
+                APP_IMAGE, "cat", "/app/config.txt").stdout.strip())
+        for container in started:
+            engine.docker("wait", container)
+        assert snoop.stop() == 0, snoop.log()
+        by_file = {path.name: json.loads(path.read_text()) for path in reports.glob("*.json")}
+        wanted = {f"{name}-{started[0][:12]}.json": (name, started[0]),
+                  f"shop_worker-{started[1][:12]}.json": ("shop/worker", started[1])}
+        for file_name, (workload, container) in wanted.items():
+            assert file_name in by_file, sorted(by_file)
+            report = by_file[file_name]
+            assert (report["workload"], report["workload_key"], report["container_id"]) == \
+                (workload, container, container)
+            assert "/app/config.txt" in report["files"]
+    finally:
+        if snoop is not None:
+            snoop.close()
+        for container in started:
+            engine.docker("rm", "-f", container, check=False)
         remove_cgroup_everywhere(pod)

@@ -341,3 +341,80 @@ def test_the_reporter_exports_its_own_memory_and_cpu(tmp_path: Path) -> None:
     reporter_metrics.register(registry, make(tmp_path))
     assert registry.get_sample_value("process_resident_memory_bytes") > 1_000_000
     assert registry.get_sample_value("process_cpu_seconds_total") is not None
+
+
+CID = "4f3c2a1b9e8d" + "0" * 52
+NAMED = Workload(CID, f"/docker/{CID}", CID, "shop/web")
+
+
+def test_node_mode_names_reports_for_what_their_workloads_are(tmp_path: Path) -> None:
+    r = make(tmp_path, node=True)
+    root = Workload("/", "/", "")
+    r.apply(fu(1, {"t1": ((1, 1),)}, (NAMED, [b"/a"]), (W1, [b"/b"]), (root, [b"/c"])))
+    assert r.write_round() is True
+    names = sorted(os.listdir(tmp_path / "reports"))
+    assert names == [".snoop-reporter-state.json", "c1.json",
+                     report_filename("/"), "shop_web-4f3c2a1b9e8d.json"]
+    assert report_filename("/").startswith("root-cgroup-")
+    report = load_report(tmp_path / "reports" / "shop_web-4f3c2a1b9e8d.json")
+    assert (report.workload, report.workload_key, report.container_id) == ("shop/web", CID, CID)
+    # After a restart the report is found again by its key, in the same file.
+    again = make(tmp_path, node=True)
+    again.apply(fu(2, {"t1": ((2, 2),)}, (NAMED, [b"/d"])))
+    assert again.write_round() is True
+    assert sorted(os.listdir(tmp_path / "reports")) == names
+    report = load_report(tmp_path / "reports" / "shop_web-4f3c2a1b9e8d.json")
+    assert set(report.files) == {b"/a", b"/d"}
+
+
+def test_a_name_learnt_later_names_the_report_in_the_file_it_has(tmp_path: Path) -> None:
+    r = make(tmp_path, node=True)
+    bare = Workload(CID, f"/docker/{CID}", CID)  # the engine did not answer at first
+    r.apply(fu(1, {"t1": ((1, 1),)}, (bare, [b"/a"])))
+    assert r.write_round() is True
+    r.apply(fu(2, {"t1": ((2, 2),)}, (NAMED, [b"/b"])))
+    assert r.write_round() is True
+    assert sorted(os.listdir(tmp_path / "reports")) == [".snoop-reporter-state.json",
+                                                         f"{CID}.json"]
+    report = load_report(tmp_path / "reports" / f"{CID}.json")
+    assert (report.workload, set(report.files)) == ("shop/web", {b"/a", b"/b"})
+    # A name never replaces another one.
+    r.apply(fu(3, {"t1": ((3, 3),)}, (Workload(CID, "", CID, "other"), [b"/c"])))
+    assert r.write_round() is True
+    assert load_report(tmp_path / "reports" / f"{CID}.json").workload == "shop/web"
+
+
+@pytest.mark.parametrize("config, name", [
+    ({"workload_name": "nightly backup"}, "nightly backup"),
+    ({"pod_name": "web-7d9f", "namespace": "prod"}, "prod/web-7d9f"),
+    ({}, "shop/web"),
+])
+def test_the_sidecar_report_is_named_as_configured_or_for_its_first_workload(
+        tmp_path: Path, config: dict, name: str) -> None:
+    r = make(tmp_path, **config)
+    r.apply(fu(1, {"t1": ((1, 1),)}, (NAMED, [b"/a"]), (W1, [b"/b"])))
+    assert r.write_round() is True
+    report = load_report(tmp_path / "report.json")
+    assert (report.workload, report.workload_key) == (name, CID)
+
+
+def test_a_report_from_before_workload_keys_is_found_by_its_workload(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    old = json.loads(_report_text(W1, [b"/a"]))
+    del old["workload_key"]
+    (reports / "c1.json").write_text(json.dumps(old))
+    r = make(tmp_path, node=True)
+    r.apply(fu(1, {"t1": ((1, 1),)}, (W1, [b"/b"])))
+    assert r.write_round() is True
+    assert sorted(os.listdir(reports)) == [".snoop-reporter-state.json", "c1.json"]
+    assert set(load_report(reports / "c1.json").files) == {b"/a", b"/b"}
+
+
+def _report_text(workload: Workload, paths: list[bytes]) -> str:
+    from snoop.common.report import Report
+
+    report = Report(workload=workload.key, workload_key=workload.key)
+    for path in paths:
+        report.add_file(path, READ, 100.0, 100.0)
+    return report.dumps()
