@@ -3,7 +3,7 @@
 slim image itself: OUT/image.tar, which `docker load` accepts, with the original config.
 
     snoop slim --image IMAGE --report R [--report R2 ...] --out OUT [--rootfs [--tag NAME]]
-               [--include PATH_OR_GLOB ...] [--include-file F]
+               [--include PATH_OR_GLOB ...] [--include-file F] [--json]
 
 Bad input (an unreadable image, a file that is not a report, a tarball with a member
 that escapes its root) gives one line on stderr and exit code 2; failing to write OUT
@@ -66,6 +66,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="rows in the removable-directories and package tables (15)")
     parser.add_argument("--depth", type=int, default=3, metavar="D",
                         help="group removable files by their first D directories (3)")
+    parser.add_argument("--json", action="store_true",
+                        help="print OUT/summary.json instead of the tables (warnings stay "
+                             "on stderr)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,7 +176,10 @@ def _slim(args: argparse.Namespace, tree: ImageTree, reports: list, includes: li
         "path": os.path.join(args.out, "image.tar"), "id": image.image_id, "tag": image.tag,
         "bytes": image.size}
     write_atomically(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=1) + "\n")
-    _print(args, tree, keep, summary, before, after, packages, image)
+    if args.json:
+        print(json.dumps(summary, indent=1, ensure_ascii=True))
+    else:
+        _print(args, tree, keep, summary, before, after, packages, image)
     _print_warnings(keep, notes, merged.coverage, len(merged.files))
     return 0
 

@@ -70,6 +70,20 @@ def test_slim_writes_lists_and_prints_the_view(rootfs: Path, tmp_path: Path,
     assert not (out / "rootfs").exists()
 
 
+def test_json_prints_the_summary_for_scripts(rootfs: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    report = write_report(tmp_path / "r.json", {"/app/run.sh": ["exec", "read", "found"],
+                                                "/etc/app.conf": ["stat", "ENOENT"]})
+    out = tmp_path / "out"
+    assert main(["slim", "--image", str(rootfs), "--report", str(report), "--out", str(out),
+                 "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "summary.json").read_text())
+    # Probed and never found: not kept, though the image has it.
+    assert (printed["reported_not_found"], printed["reported_not_found_but_in_image"]) == (1, 1)
+    assert "/etc/app.conf" not in (out / "keep.txt").read_text().split()
+
+
 def test_incomplete_reports_are_warned_about(rootfs: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     report = make_report({"/etc/app.conf": ["read"]})
