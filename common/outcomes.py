@@ -40,14 +40,18 @@ def only_absent(outcomes: int) -> bool:
 
 def error_names(outcomes: int) -> list[str]:
     """The failures of a mask, by name: ["ENOENT", "ENOTDIR"], "errno>=63" for bit 63."""
+    failures = outcomes & ~FOUND
     names = []
-    for number in range(1, OUTCOME_BITS):
-        if outcomes >> number & 1:
-            if number == OTHER_ERRNO_BIT:
-                names.append(f"errno>={OTHER_ERRNO_BIT}")
-            else:
-                names.append(errno_names.errorcode.get(number, f"errno {number}"))
+    while failures:  # once per bit set: most files have none
+        bit = failures & -failures
+        failures ^= bit
+        names.append(_NAME_OF_BIT[bit.bit_length() - 1])
     return names
+
+
+_NAME_OF_BIT = [errno_names.errorcode.get(number, f"errno {number}")
+                for number in range(OUTCOME_BITS)]
+_NAME_OF_BIT[OTHER_ERRNO_BIT] = f"errno>={OTHER_ERRNO_BIT}"
 
 
 _BIT_BY_NAME = {name: number for number, name in errno_names.errorcode.items()

@@ -236,8 +236,10 @@ class Report:
         """Union one path into the report; True when the report changed."""
         detail = self.files.get(path)
         if detail is None:
-            detail = self.files[path] = FileDetail(kinds, first_seen, last_seen)
-            detail.merge(0, first_seen, last_seen, outcomes, comms)
+            # The caller's tuple itself when it can be: one per distinct set of names.
+            names = comms if type(comms) is tuple and len(comms) <= MAX_COMMS \
+                else tuple(dict.fromkeys(comms))[:MAX_COMMS]
+            self.files[path] = FileDetail(kinds, first_seen, last_seen, outcomes, names)
             return True
         return detail.merge(kinds, first_seen, last_seen, outcomes, comms)
 

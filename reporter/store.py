@@ -30,6 +30,7 @@ log = logging.getLogger("snoop.reporter")
 
 TRACER_FIELDS = ("kernel_dropped", "read_failures", "pending_dropped")
 MAX_TRACERS = 4096
+MAX_COMM_SETS = 4096
 FORGET_TRACER_AFTER = 24 * 3600.0
 # No tracer counts a billion events a second: a syscall takes ~100 ns of a core, so that
 # is a hundred cores doing nothing else. RATE_SLACK covers messages delayed on the way
@@ -180,6 +181,7 @@ class ReportStore:
         # Reporter-wide, like the tracer counters: when no tracer was attached.
         self.unobserved: tuple[tuple[float, float], ...] = ()
         self.invalid_messages = 0
+        self._comm_names: dict[tuple[bytes, ...], tuple[str, ...]] = {}
 
     def key_for(self, workload_key: str) -> str:
         return "" if self.sidecar else workload_key
@@ -228,7 +230,7 @@ class ReportStore:
                 if seen.path in files or len(files) < self.max_unique_files:
                     changed |= report.add_file(seen.path, seen.kinds, seen.first_seen,
                                                seen.last_seen, seen.outcomes,
-                                               [path_to_json(c) for c in seen.comms])
+                                               self._names_of(seen.comms))
                 else:
                     report.coverage.unique_file_cap_hits += 1
                     changed = True
@@ -268,6 +270,16 @@ class ReportStore:
         for key, report in self.reports.items():
             report.last_updated_at = now
             self.dirty.add(key)
+
+    def _names_of(self, comms: tuple[bytes, ...]) -> tuple[str, ...]:
+        """Process names as text, one shared tuple per distinct set: 100K files of a
+        workload mostly share a few."""
+        names = self._comm_names.get(comms)
+        if names is None:
+            if len(self._comm_names) >= MAX_COMM_SETS:
+                self._comm_names.clear()
+            names = self._comm_names[comms] = tuple(path_to_json(c) for c in comms)
+        return names
 
     def push_name(self, key: str) -> str:
         """What the pusher knows a report by: its key, stable while its readable name may
