@@ -53,6 +53,12 @@ def pss_bytes(pid: int) -> int:
     raise RuntimeError(f"no Pss in /proc/{pid}/smaps_rollup")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stack_pids(run: SnoopRun) -> dict[str, int]:
     """The `snoop run` wrapper, supervisord (its only child) and the three programs."""
     pids = {"snoop run": run.proc.pid}
@@ -147,9 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     with snoop_run(os.path.join(scratch, "rate"), {"SNOOP_RINGBUF_BYTES": str(128 * MIB)}
                    ) as (run, cgroup):
         base_files = reporter_metrics(run).get("snoop_unique_files", 0)
+        programs = {name: run.pid_of(name) for name in PROGRAMS}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in programs.items()}
         prefix, started = flood(cgroup, helpers["filebench"], args.flood)
         written = wait_persisted(run, base_files + args.flood)
         seconds = written - started
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in programs.items()}
         data = run.report_data()
         reported = sum(1 for path in data["files"] if path.startswith(prefix))
         dropped = data.get("dropped_events", 0)
@@ -168,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{total_core / MIB:>26.1f}")
     print(f"{'all, wrapper too':<12} {sum(idle.values()) / MIB:>13.1f} {total / MIB:>26.1f}")
     rate = args.flood / seconds if seconds > 0 else 0.0
+    print("CPU per path while it ran: " + ", ".join(
+        f"{name} {cpu[name] / args.flood * 1e6:.1f} µs" for name in PROGRAMS))
     print(f"\nthroughput (128 MiB ring buffer): {args.flood:,} unique paths, kernel to "
           "persisted report, in "
           f"{seconds:.2f} s = {rate:,.0f} paths/s; {reported:,} in the report, "

@@ -318,7 +318,10 @@ class Report:
                 if not detail.line:
                     if not detail.name:
                         detail.name = encode(path_to_json(path))
-                    detail.line = f"{detail.name}: {encode(detail.to_json())}"
+                    head = _detail_head(detail.kinds, detail.outcomes, detail.comms)
+                    detail.line = (
+                        f'{detail.name}: {head}"first_seen": "{iso_time(detail.first_seen)}",'
+                        f'"last_seen": "{iso_time(detail.last_seen)}"}}')
                 names.append(detail.name)
                 details.append(detail.line)
             lines.append(' "files": [\n  ' + ",\n  ".join(names) + "\n ]")
@@ -607,6 +610,16 @@ def merge_reports(reports: Iterable[Report]) -> Report:
 
 def kinds_by_name(mask: int) -> list[str]:
     return list(_kind_names(mask))
+
+
+@lru_cache(maxsize=4096)
+def _detail_head(kinds: int, outcomes: int, comms: tuple[str, ...]) -> str:
+    """A file's JSON line up to its times, as `json` writes FileDetail.to_json(): files of
+    a workload share a few kinds, outcomes and names, so most lines reuse one."""
+    encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ": ")).encode
+    found = FileDetail(kinds, 0.0, 0.0, outcomes, comms)
+    return (f'{{"kinds": {encode(kinds_by_name(kinds))},"found": {encode(found.found)},'
+            f'"errors": {encode(error_names(outcomes))},"comms": {encode(list(comms))},')
 
 
 @lru_cache(maxsize=4096)

@@ -290,3 +290,13 @@ def test_a_report_damaged_on_disk_is_read_line_by_line(tmp_path):
     assert again.coverage.kernel_dropped == 0  # written after the tear (the state file has it)
     assert again.recovery.first.startswith("not JSON")
     assert again.recovery.problems == 3  # not JSON, and two broken lines
+
+
+def test_each_file_line_is_what_json_writes_for_its_detail():
+    # dumps() builds the lines itself (a shared head per kinds, outcomes and names).
+    report = outcome_report()
+    text = report.dumps()
+    assert json.loads(text)["file_details"] == report.to_json()["file_details"]
+    encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ": ")).encode
+    for path, detail in report.files.items():
+        assert detail.line == f"{encode(path_to_json(path))}: {encode(detail.to_json())}"
