@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from snoop.common import outputs
 from snoop.common.transport import generate_keypair
 
 
@@ -14,6 +15,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = outputs.directory_problem(args.directory)
+    if problem:
+        print(f"snoop keys: {problem}", file=sys.stderr)
+        return 2
     try:
         public, secret = generate_keypair(args.directory, args.name)
     except OSError as exc:

@@ -25,6 +25,7 @@ from dataclasses import replace
 from snoop.cli.run import isolate, leave
 from snoop.common import config as config_mod
 from snoop.common import outputs, process
+from snoop.common.outcomes import only_absent
 from snoop.common.protocol import MAX_WORKLOAD_NAME
 from snoop.common.report import ReportError, load_report
 from snoop.tracer import cgroups
@@ -36,9 +37,9 @@ READY_TIMEOUT = 120.0
 # chooses itself for the one command it runs.
 RECORD_OPTIONS = (
     "workload_name", "image_ref", "image_digest", "pod_name", "namespace", "labels",
-    "exclude_paths",
-    "log_level", "ringbuf_bytes", "dedup_entries", "dedup_ttl", "batch_max_events",
-    "batch_max_delay", "pending_max", "resend_after", "max_unique_files",
+    "exclude_paths", "log_level", "log_format", "ringbuf_bytes", "dedup_entries",
+    "dedup_ttl", "batch_max_events", "batch_max_delay", "pending_max", "resend_after",
+    "max_unique_files",
 )
 STOP_TIMEOUT = 20.0
 
@@ -94,13 +95,17 @@ def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
 
 
 def _report_problem(output: str, started: float, reporter: subprocess.Popen) -> str | None:
-    """Why no report of this run is on disk at `output`; None when it is."""
+    """Why no complete report of this run is on disk at `output`; None when it is."""
     try:
         written = os.stat(output).st_mtime >= started - 1
     except OSError:
         written = False
-    if written:
+    if written and reporter.returncode == 0:
         return None
+    if written:
+        # An earlier write is there, but the final one (after CMD ended) failed.
+        return (f"the report at {output} may lack the last files (the reporter exited "
+                f"{reporter.returncode}; its log lines above say why)")
     return (f"no report written to {output} (the reporter exited {reporter.returncode}; "
             "its log lines above say why)")
 
@@ -113,7 +118,7 @@ def _summary(output: str) -> str:
         return f"report written to {output}, but it cannot be read back: {exc}"
     missing = {name: value for name, value in report.coverage.counters().items() if value}
     lost = ", ".join(f"{value:,} {name.replace('_', ' ')}" for name, value in missing.items())
-    probed = sum(1 for detail in report.files.values() if detail.found is False)
+    probed = sum(1 for detail in report.files.values() if only_absent(detail.outcomes))
     return (f"{len(report.files):,} files recorded in {output} ({probed:,} only probed, "
             "never found); "
             + (f"may be incomplete: {lost}" if lost else "nothing lost or unresolved"))
@@ -128,6 +133,16 @@ def _kill_leftovers(cgroup_dir: str) -> None:
                 handle.write("1")
         except OSError:
             pass
+
+
+class _Terminated(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise _Terminated(signum)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"snoop record: cannot make cgroup {target_dir}: {exc.strerror}", file=sys.stderr)
         return 2
     made = isolate("record")
+    # SIGTERM and SIGHUP as Ctrl-C: passed on to CMD, then the report is written and
+    # everything cleaned up (processes, cgroup, pins).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_terminated)
     started = time.time()
     run_dir = tempfile.mkdtemp(prefix="snoop-record-")
     ports = {name: _free_port() for name in ("tracer", "processor", "reporter")}
@@ -196,7 +215,9 @@ def run(args: argparse.Namespace) -> int:
         for name in ("reporter", "processor", "tracer"):
             env = {**os.environ, **config_mod.to_environ(base),
                    "SNOOP_METRICS_ADDR": f"127.0.0.1:{ports[name]}"}
-            procs[name] = subprocess.Popen([sys.executable, "-m", "snoop.cli", name], env=env)
+            # Die with record, however it ends (a SIGKILL included).
+            procs[name] = subprocess.Popen([sys.executable, "-m", "snoop.cli", name], env=env,
+                                           preexec_fn=process.die_with_parent)
         deadline = time.monotonic() + READY_TIMEOUT
         for name in ("reporter", "processor", "tracer"):
             if not _wait_ready(ports[name], procs[name], deadline):
@@ -221,6 +242,10 @@ def run(args: argparse.Namespace) -> int:
                 break
             except KeyboardInterrupt:
                 child.send_signal(signal.SIGINT)
+            except _Terminated as stop:
+                child.send_signal(stop.signum)  # CMD decides; record still writes its report
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # CMD is done: the report is written
         _stop_all(procs)
         problem = _report_problem(output, started, procs["reporter"])
         if problem:
@@ -228,7 +253,13 @@ def run(args: argparse.Namespace) -> int:
             return NO_REPORT
         print(f"snoop record: {_summary(output)}", file=sys.stderr)
         return exit_code if exit_code >= 0 else 128 - exit_code
+    except _Terminated as stop:  # before CMD ran: nothing recorded
+        print(f"snoop record: stopped by signal {stop.signum} before CMD ran; no report",
+              file=sys.stderr)
+        return 128 + stop.signum
     finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # the clean-up below runs to its end
         _stop_all(procs)
         remove_pins(pin_dir_of(run_dir))  # a tracer that had to be killed leaves them
         _kill_leftovers(target_dir)

@@ -19,6 +19,7 @@ from dataclasses import replace
 from snoop.cli import supervisor_conf
 from snoop.common import config as config_mod
 from snoop.common import logs, preflight, process
+from snoop.common.outputs import report_location_problem
 from snoop.tracer import cgroups
 from snoop.tracer.kernel import pin_dir_of, remove_pins
 
@@ -97,11 +98,11 @@ def run(args: argparse.Namespace) -> int:
         # known here.
         config = replace(config, log_format=config_mod.LogFormat.TEXT
                          if logs.wants_text("auto") else config_mod.LogFormat.JSON)
+    problem = report_location_problem(config)
+    if problem:
+        print(f"snoop run: {problem}", file=sys.stderr)
+        return 2
     os.makedirs(config.run_dir, mode=0o770, exist_ok=True)
-    if config.report_dir:
-        os.makedirs(config.report_dir, exist_ok=True)
-    else:
-        os.makedirs(os.path.dirname(os.path.abspath(config.report_path)), exist_ok=True)
     made = isolate("run")
     envs = {name: child_environ(config, offset)
             for name, offset in supervisor_conf.METRICS_OFFSETS.items()}

@@ -1,7 +1,8 @@
 """Output paths, checked before any work: one rule for every command.
 
-A file Snoop writes (`record -o`, `report merge -o`) goes into a directory that exists;
-a directory it fills (`slim --out`) is made, inside a parent that exists. A missing
+A file Snoop writes (`record -o`, `report merge -o`, SNOOP_REPORT_PATH) goes into a
+directory that exists; a directory it fills (`slim --out`, SNOOP_REPORT_DIR, `snoop keys
+DIR`) is made, inside a parent that exists. A missing
 directory is named, never created on the way: a typo should not scatter directories.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+
+from snoop.common.config import Config
 
 
 def file_problem(path: str) -> str | None:
@@ -45,3 +48,11 @@ def _writable(directory: str, path: str) -> str | None:
     except OSError as exc:
         return f"cannot write {path}: {directory}: {exc.strerror or exc}"
     return None
+
+
+def report_location_problem(config: Config) -> str | None:
+    """Why the reports cannot go where the settings say (SNOOP_REPORT_DIR, a directory
+    made inside a parent that exists; else SNOOP_REPORT_PATH); None when they can."""
+    if config.report_dir:
+        return directory_problem(config.report_dir)
+    return file_problem(config.report_path)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from snoop.common import process
+from snoop.common import outputs, process
 from snoop.common.config import PROCESS_OPTIONS, add_arguments
 
 
@@ -15,6 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = process.load_config(args, "reporter")
     if config is None:
+        return 2
+    problem = outputs.report_location_problem(config)
+    if problem:
+        print(f"snoop reporter: {problem}", file=sys.stderr)
         return 2
     process.setup_logging(config, "reporter")
     from snoop.reporter.service import serve  # after config: a config error stays cheap

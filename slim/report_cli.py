@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from snoop.common import outputs
-from snoop.common.outcomes import error_names
+from snoop.common.outcomes import error_names, only_absent
 from snoop.common.report import (
     Report,
     ReportError,
@@ -106,22 +106,22 @@ def diff_reports(a: Report, b: Report) -> tuple[list[bytes], list[bytes]]:
 
 
 def outcome_groups(report: Report) -> dict[str, Any]:
-    """Files found, never found (and by which errno), and of no known outcome."""
-    found = unknown = 0
-    never: dict[str, int] = {}
-    never_found = 0
+    """Files found; only probed, never found (ENOENT, ENOTDIR: slim drops them); failed
+    otherwise (EACCES and the like: something is there); of no known outcome."""
+    groups = {"found": 0, "never_found": 0, "failed": 0, "outcome_unknown": 0}
+    errors: dict[str, int] = {}
     for detail in report.files.values():
         if detail.found is None:
-            unknown += 1
-        elif detail.found:
-            found += 1
-        else:
-            never_found += 1
-            for name in error_names(detail.outcomes):
-                never[name] = never.get(name, 0) + 1
-    return {"found": found, "never_found": never_found, "outcome_unknown": unknown,
-            "never_found_by_error": dict(sorted(never.items(),
-                                                key=lambda item: (-item[1], item[0])))}
+            groups["outcome_unknown"] += 1
+            continue
+        if detail.found:
+            groups["found"] += 1
+            continue
+        groups["never_found" if only_absent(detail.outcomes) else "failed"] += 1
+        for name in error_names(detail.outcomes):
+            errors[name] = errors.get(name, 0) + 1
+    return {**groups, "not_found_by_error": dict(sorted(errors.items(),
+                                                        key=lambda item: (-item[1], item[0])))}
 
 
 def summarize(report: Report, depth: int) -> dict[str, Any]:
@@ -203,11 +203,14 @@ def _summary(args: argparse.Namespace) -> int:
           f"dropped: {summary['dropped_events']}")
     outcomes = summary["outcomes"]
     errors = ", ".join(f"{name} {count}"
-                       for name, count in outcomes["never_found_by_error"].items())
-    print(f"  {outcomes['found']} found, {outcomes['never_found']} only probed and never "
-          f"found{f' ({errors})' if errors else ''}"
-          + (f", {outcomes['outcome_unknown']} of no known outcome"
-             if outcomes["outcome_unknown"] else ""))
+                       for name, count in outcomes["not_found_by_error"].items())
+    parts = [f"{outcomes['found']} found",
+             f"{outcomes['never_found']} only probed and never found"]
+    if outcomes["failed"]:
+        parts.append(f"{outcomes['failed']} there but never accessed")
+    if outcomes["outcome_unknown"]:
+        parts.append(f"{outcomes['outcome_unknown']} of no known outcome")
+    print("  " + ", ".join(parts) + (f" (errors: {errors})" if errors else ""))
     rows = list(summary["by_directory"].items())
     print(f"\nby directory (first {args.depth}; top {min(args.top, len(rows))} of {len(rows)}):")
     for directory, count in rows[:args.top]:

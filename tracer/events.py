@@ -21,6 +21,7 @@ _PRIMES = frozenset({records.KIND_PRIME_CWD, records.KIND_PRIME_FD})
 _SYS_CHROOT = ALL_NAMES.index("chroot")
 # An exec syscall's record with ret 0 was sent at entry, before the exec ran or failed.
 _EXEC_SYSCALLS = frozenset(ALL_NAMES.index(name) for name in ("execve", "execveat"))
+MAX_COMMS_CACHED = 4096
 # Flags that make a record more than its absolute path.
 _NEEDS_RESOLVING = records.FLAG_READ_FAILED | records.FLAG_MAGIC | records.FLAG_UNCERTAIN | \
     records.FLAG_OLD_ROOT
@@ -41,6 +42,7 @@ class RecordTranslator:
         self.unresolved = 0
         # cgroup id -> counts since the last take_uncounted()
         self._uncounted: defaultdict[int, Uncounted] = defaultdict(Uncounted)
+        self._comms: dict[bytes, bytes] = {}  # comm field as read -> the name in it
 
     def translate(self, record: records.Record) -> Event | None:
         """The Event for a file record; None for bookkeeping records and lost paths."""
@@ -62,8 +64,14 @@ class RecordTranslator:
                 self.resolver.learn(serial, path)
             elif syscall == _SYS_CHROOT and ret == 0:
                 self.resolver.on_chroot(tgid, path)
-            return _new_event(Event, (cgroup_id, pid, tgid, access, path, True,
-                                      _errno(ret, syscall), comm.split(b"\0", 1)[0]))
+            name = self._comms.get(comm)
+            if name is None:
+                name = self._comm_name(comm)
+            if ret >= 0:
+                errno = OUTCOME_UNKNOWN if ret == 0 and syscall in _EXEC_SYSCALLS else 0
+            else:
+                errno = -ret if ret >= -MAX_ERRNO else MAX_ERRNO
+            return _new_event(Event, (cgroup_id, pid, tgid, access, path, True, errno, name))
         if flags & records.FLAG_READ_FAILED:
             return None  # counted by the kernel (STAT_READ_FAILED), reported as coverage
         path, outcome = self.resolver.resolve(record)
@@ -76,14 +84,23 @@ class RecordTranslator:
                 self._uncounted[record.cgroup_id].paths_too_long += 1
                 return None
             return Event(record.cgroup_id, record.pid, record.tgid, access, path, True,
-                         _errno(ret, syscall), comm.split(b"\0", 1)[0])
+                         _errno(ret, syscall), self._comm_name(comm))
         if outcome is Outcome.UNRESOLVED:
             self.unresolved += 1
             return Event(record.cgroup_id, record.pid, record.tgid, access, path, False,
-                         _errno(ret, syscall), comm.split(b"\0", 1)[0])
+                         _errno(ret, syscall), self._comm_name(comm))
         if outcome is Outcome.UNCERTAIN:
             self._uncounted[record.cgroup_id].uncertain_paths += 1
         return None
+
+    def _comm_name(self, comm: bytes) -> bytes:
+        """The name in a record's NUL-padded comm field, one bytes object per name."""
+        name = self._comms.get(comm)
+        if name is None:
+            if len(self._comms) >= MAX_COMMS_CACHED:
+                self._comms.clear()
+            name = self._comms[comm] = comm.split(b"\0", 1)[0]
+        return name
 
     def take_uncounted(self) -> dict[int, Uncounted]:
         taken, self._uncounted = dict(self._uncounted), defaultdict(Uncounted)

@@ -31,7 +31,8 @@ class TracerMetrics:
         # The name and reasons the processor and reporter use, for this tracer alone.
         self.dropped = KernelCounter("snoop_events_dropped",
                                      "Events lost before any report, by reason: kernel (the "
-                                     "ring buffer was full), read_failure (path unreadable)",
+                                     "ring buffer was full), read_failure (path unreadable), "
+                                     "pending (given up unconfirmed)",
                                      registry, label="reason")
         self.notes_dropped = KernelCounter("snoop_bookkeeping_dropped",
                                            "Fork, exit and prime records the ring buffer had "
@@ -42,7 +43,8 @@ class TracerMetrics:
         self.map_size = Gauge("snoop_ebpf_map_size", "Entries in use in a BPF map", ["map"],
                               registry=registry)
         self.unresolved = Counter("snoop_unresolved_paths",
-                                  "Relative paths recorded as given, not made absolute",
+                                  "Relative paths that could not be made absolute, so "
+                                  "not listed in reports",
                                   registry=registry)
         self.attached = Gauge("snoop_attached_syscalls", "1 for each syscall hooked",
                               ["syscall"], registry=registry)

@@ -435,6 +435,7 @@ class Tracer:
                 self._exported_counts[name] = total
         self.metrics.dropped.set_total(stats.kernel_dropped, "kernel")
         self.metrics.dropped.set_total(stats.read_failures, "read_failure")
+        self.metrics.dropped.set_total(stats.pending_dropped, "pending")
         self.metrics.notes_dropped.set_total(counters.get(records.STAT_NOTES_DROPPED, 0))
         self.metrics.dedup_hits.set_total(counters.get(records.STAT_DEDUP_HITS, 0))
         self.metrics.pending_events.set(self.pending.events)

@@ -150,6 +150,7 @@ EXPECTED = {b"/etc/passwd", b"/etc/hosts", b"/usr/bin/python3", b"/devices/not-e
 
 def test_batches_reach_the_report_and_are_checkpointed(tmp_path: Path, procs, tracers) -> None:
     report_path = tmp_path / "out" / "report.json"
+    report_path.parent.mkdir()  # a report file goes into a directory that exists
     reporter = start(procs, "reporter", tmp_path, "--report-path", str(report_path),
                      "--image-ref", "app:1")
     processor = start(procs, "processor", tmp_path)

@@ -144,8 +144,8 @@ def test_summary_shows_found_files_apart_from_failed_probes(
     path.write_text(report.dumps())
     assert main(["report", "summary", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["outcomes"] == {
-        "found": 1, "never_found": 4, "outcome_unknown": 1,
-        "never_found_by_error": {"ENOENT": 2, "EACCES": 1, "ENOTDIR": 1}}
+        "found": 1, "never_found": 3, "failed": 1, "outcome_unknown": 1,
+        "not_found_by_error": {"ENOENT": 2, "EACCES": 1, "ENOTDIR": 1}}
     assert main(["report", "summary", str(path)]) == 0
-    assert ("1 found, 4 only probed and never found (ENOENT 2, EACCES 1, ENOTDIR 1), "
-            "1 of no known outcome") in capsys.readouterr().out
+    assert ("1 found, 3 only probed and never found, 1 there but never accessed, 1 of no "
+            "known outcome (errors: ENOENT 2, EACCES 1, ENOTDIR 1)") in capsys.readouterr().out
