@@ -45,8 +45,8 @@ from snoop.common.protocol import (
     Workload,
     WorkloadUpdate,
 )
+from snoop.common.ranges import RangeSet
 from snoop.processor.tracers import supersedes
-from snoop.reporter.checkpoints import RangeSet
 
 MAX_FILES_PER_MESSAGE = MAX_BATCH_EVENTS
 # Flow-control bounds: about 8 full messages, a few MiB, enough to keep the reporter's

@@ -20,8 +20,8 @@ from snoop.common.protocol import (
     TracerStats,
     Workload,
 )
+from snoop.common.ranges import RangeSet
 from snoop.common.transport import Receiver, Sender, new_context
-from snoop.reporter.checkpoints import RangeSet
 
 WORKLOAD = Workload(key="c0ffee" * 2, cgroup_path="/docker/" + "c0ffee" * 2,
                     container_id="c0ffee" * 2)

@@ -2,7 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snoop.reporter.checkpoints import Checkpoints, RangeSet
+from snoop.common.ranges import RangeSet
+from snoop.reporter.checkpoints import Checkpoints
 
 
 def test_ranges_coalesce_adjacent_and_overlapping() -> None:
