@@ -254,7 +254,7 @@ def _print(args: argparse.Namespace, tree: ImageTree, keep: KeepSet, summary: di
         # later layer replaced or deleted included; the figures above count the files
         # of the image as it runs.
         print(f"      the image's layers hold {human_bytes(tree.layer_bytes)} "
-              f"(what `docker images` shows for a docker save); the slim image's files "
+              f"(what `docker images` shows); the slim image's files "
               f"are {after.bytes / tree.layer_bytes:.1%} of that", file=out)
 
     rows = removable_by_directory(tree, keep, args.depth)

@@ -115,8 +115,8 @@ class ImageTree:
 
     def __init__(self, source: str = "") -> None:
         self.source = source
-        # The layers' sizes as stored (docker save: uncompressed tars, the size `docker
-        # images` shows; OCI: blobs, perhaps compressed); 0 when the image has no layers.
+        # The layers' sizes as uncompressed tars, what `docker images` shows (an OCI
+        # layout's gzip blobs count as what they hold); 0 when the image has no layers.
         self.layer_bytes = 0
         # A docker save or OCI input's image config (Entrypoint, Env, ...) and tags: what
         # a loadable slim image carries over. None and [] for a rootfs.
@@ -736,8 +736,9 @@ def read_layered(location: bytes, tree: ImageTree) -> ImageTree:
         tree.config = config
     tree.tags = manifest.tags
     for name in manifest.layers:
-        tree.layer_bytes += archive.span(name)[2]
-        apply_layer(tree, archive.layer(name))
+        layer = archive.layer(name)
+        tree.layer_bytes += layer.size  # uncompressed, as `docker images` counts it
+        apply_layer(tree, layer)
     return tree
 
 
