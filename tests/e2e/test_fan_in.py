@@ -1,7 +1,12 @@
-"""Fan-in over a network: three tracers, each on its own "host" (a network namespace
-joined by a veth pair), send to one processor and one reporter over tcp:// with CURVE.
-The reporter keeps one correct report per workload; a client whose key is not allowed
-gets nothing recorded, and its refusal is counted."""
+"""Fan-in over a network: tracers, each on its own "host" (a network namespace joined by
+a veth pair), send to one processor and one reporter over tcp:// with CURVE.
+
+- Three tracers: the reporter keeps one correct report per workload; a client whose key
+  is not allowed gets nothing recorded, and its refusal is counted.
+- One tracer cut off from the processor for 30 s (its link down) while its workload
+  keeps touching new files: afterwards the report holds them all, or its coverage
+  counters say how many were given up.
+"""
 
 from __future__ import annotations
 
@@ -91,48 +96,92 @@ def keys(directory: Path, *names: str) -> None:
                        capture_output=True, timeout=60)
 
 
-def test_three_tracers_on_three_hosts_fan_into_one_reporter(tmp_path):
-    key_dir, allowed = tmp_path / "keys", tmp_path / "keys" / "allowed"
-    keys(key_dir, "server", *(f"node{i}" for i in range(TRACERS)), "intruder")
-    allowed.mkdir(mode=0o700)
-    for i in range(TRACERS):
-        (allowed / f"node{i}.key").write_bytes((key_dir / f"node{i}.key").read_bytes())
-    reports = tmp_path / "reports"
-    events_port, checkpoint_port = free_port(), free_port()
-    server = {"SNOOP_CURVE_SECRET_KEY": str(key_dir / "server.key_secret"),
-              "SNOOP_CURVE_ALLOWED_KEYS": str(allowed)}
-    namespaces: list[NetNamespace] = []
-    workloads: list[harness.TestCgroup] = []
-    procs = Processes(tmp_path)
-    try:
-        for i in range(TRACERS):
-            namespaces.append(NetNamespace.create(77, i + 1))
-            workloads.append(harness.make_test_cgroup("snoop-fan"))
-        procs.start("reporter", [*SNOOP, "reporter"], {
-            **server, "SNOOP_UPDATES_ENDPOINT": f"ipc://{tmp_path}/updates.sock",
-            "SNOOP_CHECKPOINT_ENDPOINT": f"tcp://0.0.0.0:{checkpoint_port}",
-            "SNOOP_REPORT_DIR": str(reports), "SNOOP_REPORT_INTERVAL": "0.5s"},
-            f"127.0.0.1:{free_port()}")
-        processor_metrics = f"127.0.0.1:{free_port()}"
-        procs.start("processor", [*SNOOP, "processor"], {
-            **server, "SNOOP_EVENTS_ENDPOINT": f"tcp://0.0.0.0:{events_port}",
-            "SNOOP_UPDATES_ENDPOINT": f"ipc://{tmp_path}/updates.sock",
-            "SNOOP_REPORT_INTERVAL": "0.5s"}, processor_metrics)
-        for i, (ns, cgroup) in enumerate(zip(namespaces, workloads, strict=True)):
-            run_dir = tmp_path / f"run{i}"
-            procs.start(f"tracer{i}", ns.command([*SNOOP, "tracer"]), {
-                "SNOOP_TARGET_MODE": "cgroup", "SNOOP_TARGET_CGROUP": cgroup.rel,
-                "SNOOP_RUN_DIR": str(run_dir),
-                "SNOOP_EVENTS_ENDPOINT": f"tcp://{ns.host_address}:{events_port}",
-                "SNOOP_CHECKPOINT_ENDPOINT": f"tcp://{ns.host_address}:{checkpoint_port}",
-                "SNOOP_CURVE_SECRET_KEY": str(key_dir / f"node{i}.key_secret"),
-                "SNOOP_CURVE_SERVER_KEY": str(key_dir / "server.key")},
-                f"{ns.address}:{free_port()}")
-        procs.wait_ready()
+class Fleet:
+    """A processor and a reporter on this host, and one tracer per network namespace,
+    each watching a workload cgroup of its own; all linked over tcp:// with CURVE."""
 
+    def __init__(self, tmp_path: Path, tracers: int) -> None:
+        self.tmp = tmp_path
+        self.key_dir = tmp_path / "keys"
+        keys(self.key_dir, "server", *(f"node{i}" for i in range(tracers)), "intruder")
+        allowed = self.key_dir / "allowed"
+        allowed.mkdir(mode=0o700)
+        for i in range(tracers):
+            (allowed / f"node{i}.key").write_bytes((self.key_dir / f"node{i}.key").read_bytes())
+        self.reports = tmp_path / "reports"
+        self.events_port, checkpoint_port = free_port(), free_port()
+        server = {"SNOOP_CURVE_SECRET_KEY": str(self.key_dir / "server.key_secret"),
+                  "SNOOP_CURVE_ALLOWED_KEYS": str(allowed)}
+        self.namespaces: list[NetNamespace] = []
+        self.workloads: list[harness.TestCgroup] = []
+        self.procs = Processes(tmp_path)
+        self.processor_metrics = f"127.0.0.1:{free_port()}"
+        try:
+            for i in range(tracers):
+                self.namespaces.append(NetNamespace.create(77, i + 1))
+                self.workloads.append(harness.make_test_cgroup("snoop-fan"))
+            self.procs.start("reporter", [*SNOOP, "reporter"], {
+                **server, "SNOOP_UPDATES_ENDPOINT": f"ipc://{tmp_path}/updates.sock",
+                "SNOOP_CHECKPOINT_ENDPOINT": f"tcp://0.0.0.0:{checkpoint_port}",
+                "SNOOP_REPORT_DIR": str(self.reports), "SNOOP_REPORT_INTERVAL": "0.5s"},
+                f"127.0.0.1:{free_port()}")
+            self.procs.start("processor", [*SNOOP, "processor"], {
+                **server, "SNOOP_EVENTS_ENDPOINT": f"tcp://0.0.0.0:{self.events_port}",
+                "SNOOP_UPDATES_ENDPOINT": f"ipc://{tmp_path}/updates.sock",
+                "SNOOP_REPORT_INTERVAL": "0.5s"}, self.processor_metrics)
+            for i, (ns, cgroup) in enumerate(zip(self.namespaces, self.workloads,
+                                                 strict=True)):
+                self.procs.start(f"tracer{i}", ns.command([*SNOOP, "tracer"]), {
+                    "SNOOP_TARGET_MODE": "cgroup", "SNOOP_TARGET_CGROUP": cgroup.rel,
+                    "SNOOP_RUN_DIR": str(tmp_path / f"run{i}"),
+                    "SNOOP_EVENTS_ENDPOINT": f"tcp://{ns.host_address}:{self.events_port}",
+                    "SNOOP_CHECKPOINT_ENDPOINT": f"tcp://{ns.host_address}:{checkpoint_port}",
+                    "SNOOP_CURVE_SECRET_KEY": str(self.key_dir / f"node{i}.key_secret"),
+                    "SNOOP_CURVE_SERVER_KEY": str(self.key_dir / "server.key")},
+                    f"{ns.address}:{free_port()}")
+            self.procs.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def reports_by_key(self) -> dict[str, dict]:
+        return {data["workload_key"]: data for data in
+                (json.loads(p.read_text()) for p in self.reports.glob("[!.]*.json"))}
+
+    def wait_for(self, wanted: list[set[str]], timeout: float = 60.0) -> None:
+        """Until each workload's report holds its `wanted` files (or the time is up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            by_key = self.reports_by_key()
+            if all(files <= set(by_key.get(cgroup.rel, {}).get("files", ()))
+                   for files, cgroup in zip(wanted, self.workloads, strict=True)):
+                return
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Tracers first, then processor and reporter: each must stop cleanly."""
+        for i in range(len(self.namespaces)):
+            assert self.procs.stop(f"tracer{i}") == 0, self.procs.log(f"tracer{i}")
+        assert self.procs.stop("processor") == 0, self.procs.log("processor")
+        assert self.procs.stop("reporter") == 0, self.procs.log("reporter")
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        for cgroup in self.workloads:
+            cgroup.remove()
+        for ns in self.namespaces:
+            ns.remove()
+
+
+LOSS_COUNTERS = ("kernel_dropped", "message_gaps", "invalid_messages", "pending_dropped")
+
+
+def test_three_tracers_on_three_hosts_fan_into_one_reporter(tmp_path):
+    fleet = Fleet(tmp_path, TRACERS)
+    try:
         # Each workload reads files of its own.
         own: list[set[str]] = []
-        for i, cgroup in enumerate(workloads):
+        for i, cgroup in enumerate(fleet.workloads):
             files = {str(tmp_path / f"w{i}-{n}.txt") for n in range(5)}
             for name in files:
                 Path(name).write_text(name)
@@ -141,54 +190,72 @@ def test_three_tracers_on_three_hosts_fan_into_one_reporter(tmp_path):
 
         # A client whose key is not allowed: nothing it sends is recorded.
         context = new_context()
-        stranger = Sender(context, f"tcp://{namespaces[0].host_address}:{events_port}",
-                          security=Security(secret_key_file=str(key_dir / "intruder.key_secret"),
-                                            server_key_file=str(key_dir / "server.key")))
+        stranger = Sender(context, f"tcp://{fleet.namespaces[0].host_address}:"
+                                   f"{fleet.events_port}",
+                          security=Security(
+                              secret_key_file=str(fleet.key_dir / "intruder.key_secret"),
+                              server_key_file=str(fleet.key_dir / "server.key")))
         forged = "/forged/by/a/stranger"
         batch = EventBatch(Header("tracer/stranger/1/1", 1), (
             Event(1, 1, 1, AccessKind.READ, forged.encode()),), {1: Workload("/stranger")},
             sent_at=time.time())
         deadline = time.monotonic() + 10
-        while not metric(processor_metrics, "snoop_curve_clients_rejected_total"):
+        while not metric(fleet.processor_metrics, "snoop_curve_clients_rejected_total"):
             assert time.monotonic() < deadline, "the stranger's handshake was never refused"
             stranger.send(batch)  # queued at most: the handshake fails
             time.sleep(0.2)
         stranger.close(linger=0)
         context.term()
 
-        by_key: dict[str, dict] = {}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            by_key = {data["workload_key"]: data for data in
-                      (json.loads(p.read_text()) for p in reports.glob("[!.]*.json"))}
-            if all(own[i] <= set(by_key.get(c.rel, {}).get("files", ()))
-                   for i, c in enumerate(workloads)):
-                break
-            time.sleep(0.5)
-        rejected = metric(processor_metrics, "snoop_curve_clients_rejected_total")
-
-        for i in range(TRACERS):
-            assert procs.stop(f"tracer{i}") == 0, procs.log(f"tracer{i}")
-        assert procs.stop("processor") == 0, procs.log("processor")
-        assert procs.stop("reporter") == 0, procs.log("reporter")
-        by_key = {data["workload_key"]: data for data in
-                  (json.loads(p.read_text()) for p in reports.glob("[!.]*.json"))}
-        for i, cgroup in enumerate(workloads):
+        fleet.wait_for(own)
+        fleet.stop()
+        by_key = fleet.reports_by_key()
+        for i, cgroup in enumerate(fleet.workloads):
             report = by_key.get(cgroup.rel)
             assert report is not None, sorted(by_key)
             files = set(report["files"])
             assert own[i] <= files, sorted(own[i] - files)
             others = set().union(*(own[j] for j in range(TRACERS) if j != i))
             assert not files & others, sorted(files & others)
-            assert not any(report["coverage"][name] for name in
-                           ("kernel_dropped", "message_gaps", "invalid_messages",
-                            "pending_dropped"))
+            assert not any(report["coverage"][name] for name in LOSS_COUNTERS)
         assert "/stranger" not in by_key
         assert not any(forged in data["files"] for data in by_key.values())
-        assert rejected >= 1
     finally:
-        procs.stop_all()
-        for cgroup in workloads:
-            cgroup.remove()
-        for ns in namespaces:
-            ns.remove()
+        fleet.close()
+
+
+CUT_SECONDS = 30.0
+
+
+def test_a_tracer_cut_off_for_30_s_loses_nothing_its_workload_did_meanwhile(tmp_path):
+    fleet = Fleet(tmp_path, 1)
+    touched = tmp_path / "touched"
+    touched.mkdir()
+    workload: subprocess.Popen | None = None
+    try:
+        # A new file every 0.1 s, before, during and after the cut.
+        workload = fleet.workloads[0].popen(
+            ["sh", "-c", f"i=0; while [ $i -lt 450 ]; do : > {touched}/f$i; i=$((i+1)); "
+                         "sleep 0.1; done"])
+        time.sleep(5)
+        host_if = fleet.namespaces[0].host_if
+        subprocess.run(["ip", "link", "set", host_if, "down"], check=True, timeout=30)
+        try:
+            time.sleep(CUT_SECONDS)
+        finally:
+            subprocess.run(["ip", "link", "set", host_if, "up"], check=True, timeout=30)
+        assert workload.wait(timeout=120) == 0
+        wanted = {str(touched / f"f{i}") for i in range(450)}
+        fleet.wait_for([wanted], timeout=90)
+        fleet.stop()
+        report = fleet.reports_by_key()[fleet.workloads[0].rel]
+        missing = wanted - set(report["files"])
+        lost = sum(report["coverage"][name] for name in LOSS_COUNTERS)
+        # All of them, or exactly as many missing as the counters say were given up.
+        assert len(missing) == lost == 0 or (missing and len(missing) <= lost), \
+            (sorted(missing)[:5], report["coverage"])
+    finally:
+        if workload is not None and workload.poll() is None:
+            workload.kill()
+            workload.wait()
+        fleet.close()
