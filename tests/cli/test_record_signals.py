@@ -91,3 +91,8 @@ def test_a_killed_record_leaves_no_process_behind(tmp_path):
             for pid in Path(cgroup, "cgroup.procs").read_text().split():
                 os.kill(int(pid), signal.SIGKILL)  # CMD (sleep), started by this test's record
             cgroups.remove_cgroup(cgroup, timeout=10.0)
+        # The cgroup record made for itself (it shares the root cgroup otherwise): a
+        # killed record cannot remove it; its tracer's detacher leaves it within seconds.
+        own = cgroups.abspath(cgroups.discover_cgroup2_root(), f"/snoop-{record.pid}")
+        if os.path.isdir(own):
+            cgroups.remove_cgroup(own, timeout=30.0)
