@@ -11,8 +11,10 @@ a veth pair), send to one processor and one reporter over tcp:// with CURVE.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -20,9 +22,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import msgpack
 import pytest
 
-from snoop.common.protocol import AccessKind, Event, EventBatch, Header, Workload
+from snoop.common.protocol import AccessKind, Event, EventBatch, Header, Workload, encode
 from snoop.common.transport import Security, Sender, new_context
 from tests.support.net import free_port
 from tests.support.netns import NetNamespace
@@ -100,14 +103,15 @@ class Fleet:
     """A processor and a reporter on this host, and one tracer per network namespace,
     each watching a workload cgroup of its own; all linked over tcp:// with CURVE."""
 
-    def __init__(self, tmp_path: Path, tracers: int) -> None:
+    def __init__(self, tmp_path: Path, tracers: int, extra_clients: tuple[str, ...] = ()) -> None:
         self.tmp = tmp_path
         self.key_dir = tmp_path / "keys"
-        keys(self.key_dir, "server", *(f"node{i}" for i in range(tracers)), "intruder")
+        clients = (*(f"node{i}" for i in range(tracers)), *extra_clients)
+        keys(self.key_dir, "server", *clients, "intruder")
         allowed = self.key_dir / "allowed"
         allowed.mkdir(mode=0o700)
-        for i in range(tracers):
-            (allowed / f"node{i}.key").write_bytes((self.key_dir / f"node{i}.key").read_bytes())
+        for name in clients:
+            (allowed / f"{name}.key").write_bytes((self.key_dir / f"{name}.key").read_bytes())
         self.reports = tmp_path / "reports"
         self.events_port, checkpoint_port = free_port(), free_port()
         server = {"SNOOP_CURVE_SECRET_KEY": str(self.key_dir / "server.key_secret"),
@@ -262,4 +266,92 @@ def test_a_tracer_cut_off_for_30_s_loses_nothing_its_workload_did_meanwhile(tmp_
         if workload is not None and workload.poll() is None:
             workload.kill()
             workload.wait()
+        fleet.close()
+
+
+FUZZED = 10_000
+
+
+def hostile_messages(count: int, seed: int = 11) -> list[bytes]:
+    """Messages an allowed client may send that are no valid Snoop message: random bytes,
+    msgpack of the wrong shape, and real batches with one value out of its range or
+    over a size bound."""
+    rng = random.Random(seed)
+    good = msgpack.unpackb(encode(EventBatch(
+        Header("tracer/fuzzer/1/1", 1), (Event(7, 1, 1, AccessKind.READ, b"/fuzz/x"),),
+        {7: Workload("/fuzzer")}, sent_at=time.time())), raw=False, strict_map_key=False)
+    mutations = [
+        lambda m: m["body"]["events"][0].__setitem__(6, 5000),  # errno over MAX_ERRNO
+        lambda m: m["body"]["events"][0].__setitem__(7, b"x" * 40),  # comm too long
+        lambda m: m["body"]["events"][0].__setitem__(4, b"/a\0b"),  # NUL in a path
+        lambda m: m["body"]["events"][0].__setitem__(4, b"/" * 40_000),  # path too long
+        lambda m: m["body"]["events"][0].__setitem__(3, 99),  # no such access kind
+        lambda m: m["body"]["events"][0].__setitem__(1, -1),  # pid below 0
+        lambda m: m["body"].__setitem__("sent_at", 1e12),  # the year 33658
+        lambda m: m.__setitem__("seq", -5),
+        lambda m: m["body"].__setitem__("workloads", {}),  # events of no workload
+        lambda m: m["body"].__setitem__("events", m["body"]["events"] * 5000),  # too many
+        lambda m: m.__setitem__("type", "shutdown"),
+    ]
+    out = []
+    for i in range(count):
+        choice = i % 3
+        if choice == 0:
+            out.append(rng.randbytes(rng.randrange(0, 200)))
+        elif choice == 1:
+            out.append(msgpack.packb([rng.randrange(-9, 9) for _ in range(rng.randrange(5))]))
+        else:
+            message = copy.deepcopy(good)
+            mutations[rng.randrange(len(mutations))](message)
+            out.append(msgpack.packb(message, use_bin_type=True))
+    return out
+
+
+def test_an_allowed_client_flooding_hostile_messages_costs_nothing_else(tmp_path):
+    fleet = Fleet(tmp_path, 1, extra_clients=("fuzzer",))
+    context = new_context()
+    fuzzer = Sender(context, f"tcp://{fleet.namespaces[0].host_address}:{fleet.events_port}",
+                    security=Security(secret_key_file=str(fleet.key_dir / "fuzzer.key_secret"),
+                                      server_key_file=str(fleet.key_dir / "server.key")))
+    try:
+        cgroup = fleet.workloads[0]
+        before, after = tmp_path / "before.txt", tmp_path / "after.txt"
+        for path in (before, after):
+            path.write_text("x")
+        assert cgroup.run(["cat", str(before)], stdout=subprocess.DEVNULL).returncode == 0
+        # The fuzzer's own valid batches, sent between the hostile ones.
+        good = [EventBatch(Header("tracer/fuzzer/1/1", seq), (
+            Event(7, 1, 1, AccessKind.READ, f"/fuzzer/good-{seq}".encode()),),
+            {7: Workload("/fuzzer")}, sent_at=time.time()) for seq in range(1, 11)]
+        hostile = hostile_messages(FUZZED)
+        for i, data in enumerate(hostile):
+            if i % 1000 == 0:
+                message = encode(good[i // 1000])
+                while not fuzzer.send_encoded(message):
+                    time.sleep(0.01)
+            while not fuzzer.send_encoded(data):  # HWM reached: the processor is busy
+                time.sleep(0.01)
+        assert cgroup.run(["cat", str(after)], stdout=subprocess.DEVNULL).returncode == 0
+
+        deadline = time.monotonic() + 120
+        while metric(fleet.processor_metrics, "snoop_messages_invalid_total") < FUZZED:
+            assert time.monotonic() < deadline, "not every hostile message was counted"
+            time.sleep(0.5)
+        goods = {f"/fuzzer/good-{seq}" for seq in range(1, 11)}
+        fleet.wait_for([{str(before), str(after)}])
+        deadline = time.monotonic() + 30
+        while not goods <= set(fleet.reports_by_key().get("/fuzzer", {}).get("files", ())):
+            assert time.monotonic() < deadline, "the fuzzer's valid batches were lost"
+            time.sleep(0.5)
+        assert metric(fleet.processor_metrics, "snoop_messages_invalid_total") == FUZZED
+        fleet.stop()
+        by_key = fleet.reports_by_key()
+        report = by_key[cgroup.rel]
+        assert {str(before), str(after)} <= set(report["files"])
+        assert not [f for data in by_key.values() for f in data["files"]
+                    if f.startswith("/fuzz/") or f.startswith("//")]
+        assert set(by_key["/fuzzer"]["files"]) == goods
+    finally:
+        fuzzer.close(linger=0)
+        context.term()
         fleet.close()
