@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import random
 import socket as socketlib
 import threading
 import time
@@ -200,8 +201,12 @@ class _Endpoint:
             # shows up as a failed send, which the caller keeps and retries.
             self.socket.setsockopt(zmq.IMMEDIATE, 1)
         self.socket.setsockopt(zmq.LINGER, LINGER_MS)
-        self.socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
-        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+        # Randomized per socket: a thousand tracers that lost their processor at once do
+        # not all knock again in the same millisecond.
+        self.reconnect_ms = (RECONNECT_IVL_MS + random.randrange(RECONNECT_IVL_MS),
+                             RECONNECT_IVL_MAX_MS + random.randrange(RECONNECT_IVL_MAX_MS // 2))
+        self.socket.setsockopt(zmq.RECONNECT_IVL, self.reconnect_ms[0])
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, self.reconnect_ms[1])
         # Before bind/connect: ZeroMQ copies the marks into each pipe it makes then.
         self.socket.setsockopt(zmq.SNDHWM, SEND_HWM if hwm is None else hwm)
         self.socket.setsockopt(zmq.RCVHWM, RECV_HWM if hwm is None else hwm)
@@ -230,7 +235,12 @@ class _Endpoint:
 
     def _secure(self, bind: bool, security: Security) -> None:
         if not security.secret_key_file:
-            if security.insecure_tcp or _is_loopback_tcp(self.endpoint):
+            if _is_loopback_tcp(self.endpoint):
+                return
+            if security.insecure_tcp:
+                log.warning("plain tcp beyond loopback (SNOOP_INSECURE_TCP): anyone who can "
+                            "reach it can send forged data or read it", extra={
+                                "endpoint": self.endpoint})
                 return
             raise TransportError(
                 f"{self.endpoint}: tcp beyond loopback needs SNOOP_CURVE_SECRET_KEY "

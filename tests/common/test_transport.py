@@ -83,6 +83,24 @@ def test_plain_tcp_beyond_loopback_is_refused_without_keys(context):
         Sender(context, "tcp://192.0.2.1:5555")
 
 
+def test_plain_tcp_beyond_loopback_with_the_insecure_flag_warns(context, caplog):
+    sender = Sender(context, "tcp://192.0.2.1:5555", security=Security(insecure_tcp=True))
+    sender.close(linger=0)
+    assert "plain tcp beyond loopback" in caplog.text
+    caplog.clear()
+    Sender(context, f"tcp://127.0.0.1:{free_port()}").close(linger=0)
+    assert "plain tcp" not in caplog.text  # loopback needs no keys and gets no warning
+
+
+def test_reconnect_intervals_are_spread_across_sockets(context):
+    sockets = [Sender(context, f"tcp://127.0.0.1:{free_port()}") for _ in range(20)]
+    intervals = {s.reconnect_ms for s in sockets}
+    for s in sockets:
+        s.close(linger=0)
+    assert len(intervals) > 1
+    assert all(100 <= first < 200 and 2000 <= most < 3000 for first, most in intervals)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as probe:
