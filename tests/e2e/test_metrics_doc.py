@@ -40,3 +40,15 @@ def test_the_metrics_table_is_what_each_process_exposes(snoop_run):
         assert not [n for n in families if n.endswith("_created")], process
         assert all(n.endswith("_total") for n, kind in families.items() if kind == "counter")
         assert families == table[process], (process, set(families) ^ set(table[process]))
+
+
+def test_map_sizes_are_exported_for_the_maps_the_plan_names(snoop_run):
+    with urllib.request.urlopen(f"http://127.0.0.1:{snoop_run.port}/metrics",
+                                timeout=10) as response:
+        text = response.read().decode()
+    sizes = {name: float(value) for name, value in
+             re.findall(r'^snoop_ebpf_map_size\{map="([a-z_]+)"\} (\S+)$', text, re.M)}
+    # The dedup, targets and stash maps (the stash is `inflight`), as docs/metrics.md says.
+    assert set(sizes) == {"dedup", "targets", "inflight"}
+    assert all(value >= 0 for value in sizes.values())
+    assert sizes["targets"] >= 1  # the workload's cgroup is in the target set
