@@ -184,10 +184,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"snoop record: cannot make cgroup {target_dir}: {exc.strerror}", file=sys.stderr)
         return 2
     made = isolate("record")
-    # SIGTERM and SIGHUP as Ctrl-C: passed on to CMD, then the report is written and
-    # everything cleaned up (processes, cgroup, pins).
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_terminated)
     started = time.time()
     run_dir = tempfile.mkdtemp(prefix="snoop-record-")
     ports = {name: _free_port() for name in ("tracer", "processor", "reporter")}
@@ -212,12 +208,19 @@ def run(args: argparse.Namespace) -> int:
         base = replace(base, log_level=config_mod.LogLevel.WARNING)
     procs: dict[str, subprocess.Popen] = {}
     try:
+        # SIGTERM and SIGHUP as Ctrl-C: passed on to CMD, then the report is written and
+        # everything cleaned up (processes, cgroup, pins).
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _raise_terminated)
         for name in ("reporter", "processor", "tracer"):
             env = {**os.environ, **config_mod.to_environ(base),
                    "SNOOP_METRICS_ADDR": f"127.0.0.1:{ports[name]}"}
-            # Die with record, however it ends (a SIGKILL included).
+            # Die with record, however it ends (a SIGKILL included), and only then: in a
+            # session of their own, a Ctrl-C or hangup of the terminal reaches CMD, and
+            # record stops them once CMD is done.
             procs[name] = subprocess.Popen([sys.executable, "-m", "snoop.cli", name], env=env,
-                                           preexec_fn=process.die_with_parent)
+                                           preexec_fn=process.die_with_parent,
+                                           start_new_session=True)
         deadline = time.monotonic() + READY_TIMEOUT
         for name in ("reporter", "processor", "tracer"):
             if not _wait_ready(ports[name], procs[name], deadline):

@@ -31,7 +31,13 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from snoop.common.outcomes import MAX_ERRNO, OUTCOME_UNKNOWN, OUTCOMES_MAX
+from snoop.common.outcomes import (
+    MAX_ERRNO,
+    MAYBE_FOUND,
+    OUTCOME_LEGACY,
+    OUTCOME_UNKNOWN,
+    OUTCOMES_MAX,
+)
 
 SCHEMA_VERSION = 1
 PATH_MAX = 4096  # the kernel's limit on one name a syscall takes
@@ -496,8 +502,9 @@ def _want_capture(value: Any, name: str) -> CaptureCounts:
 
 def _decode_event(raw: Any, name: str) -> Event:
     fields_ = _want_list(raw, name, 8)
-    if len(fields_) == 6:  # a sender older than outcomes and process names
-        fields_ = [*fields_, OUTCOME_UNKNOWN, b""]
+    legacy = len(fields_) == 6  # a sender older than outcomes and process names
+    if legacy:
+        fields_ = [*fields_, 0, b""]
     elif len(fields_) != 8:
         raise ProtocolError(f"{name}: expected 8 entries, got {len(fields_)}")
     cgroup_id, pid, tgid, kind, path, resolved, errno, comm = fields_
@@ -508,7 +515,8 @@ def _decode_event(raw: Any, name: str) -> Event:
         kind=_want_kind(kind, f"{name}.kind"),
         path=_want_path(path, f"{name}.path"),
         resolved=_want_bool(resolved, f"{name}.resolved"),
-        errno=_want_int(errno, f"{name}.errno", OUTCOME_UNKNOWN, MAX_ERRNO),
+        errno=OUTCOME_LEGACY if legacy else _want_int(errno, f"{name}.errno",
+                                                      OUTCOME_UNKNOWN, MAX_ERRNO),
         comm=_want_comm(comm, f"{name}.comm"),
     )
 
@@ -632,8 +640,8 @@ def _plain_comms(comms: list) -> bool:
 
 def _decode_file_seen(value: Any, name: str, latest: float) -> FileSeen:
     fields_ = _want_list(value, name, 6)
-    if len(fields_) == 4:  # a sender older than outcomes and process names
-        fields_ = [*fields_, 0, []]
+    if len(fields_) == 4:  # a sender older than outcomes: it may have found the file
+        fields_ = [*fields_, MAYBE_FOUND, []]
     elif len(fields_) != 6:
         raise ProtocolError(f"{name}: expected 6 entries, got {len(fields_)}")
     path, kinds, first, last, outcomes, comms = fields_

@@ -29,7 +29,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from snoop.common.outcomes import FOUND, error_names, outcomes_from_names
+from snoop.common.outcomes import FOUND, MAYBE_FOUND, error_names, outcomes_from_names
 from snoop.common.protocol import (
     ACCESS_KIND_NAMES,
     COMM_BYTES,
@@ -118,8 +118,11 @@ class FileDetail:
 
     @property
     def found(self) -> bool | None:
-        """True when an access succeeded, False when every one failed, None: not known."""
-        return bool(self.outcomes & FOUND) if self.outcomes else None
+        """True when an access succeeded, False when every one failed, None: not known
+        (no outcome, or one of an access nobody recorded the outcome of)."""
+        if self.outcomes & FOUND:
+            return True
+        return None if not self.outcomes or self.outcomes & MAYBE_FOUND else False
 
     def merge(self, kinds: int, first_seen: float, last_seen: float, outcomes: int = 0,
               comms: Iterable[str] = ()) -> bool:
@@ -466,6 +469,8 @@ class _Reader:
             self.note(f"file_details[{text!r}].errors: expected a list of errno names")
             errors = []
         mask, unknown = outcomes_from_names(bool(found), errors)
+        if found is None:  # not known (a report from before outcomes): may have been found
+            mask |= MAYBE_FOUND
         if unknown:
             self.note(f"file_details[{text!r}].errors: unknown errno {unknown[0][:40]!r}")
         return mask
@@ -475,7 +480,7 @@ class _Reader:
         if not isinstance(comms, list) or not all(isinstance(c, str) for c in comms):
             self.note(f"file_details[{text!r}].comms: expected a list of process names")
             return []
-        return [comm[:COMM_BYTES] for comm in comms[:MAX_COMMS]]
+        return [comm[:COMM_BYTES - 1] for comm in comms[:MAX_COMMS]]
 
 
 def load_report(path: str | os.PathLike) -> Report:

@@ -336,5 +336,7 @@ class ReportStore:
         self.tracers.raise_floor(floor)
 
     def unique_files(self) -> dict[str, int]:
-        return {report.workload or key: len(report.files)
+        """Files per report, by the key the processor's same metric uses (two replicas
+        may share a readable name)."""
+        return {key or report.workload_key or report.workload: len(report.files)
                 for key, report in list(self.reports.items())}

@@ -69,22 +69,26 @@ class ContainerNames:
         self._names: dict[str, str] = {}
         self._quiet_until = 0.0  # the engine did not answer: not asked again before
 
-    def name_of(self, container_id: str) -> str:
-        """The container's readable name; "" when the engine does not know it."""
+    def name_of(self, container_id: str) -> str | None:
+        """The container's readable name; "" when the engine does not know it (or none
+        is asked); None when the engine did not answer: ask again later."""
         if not self.socket_path or not container_id:
             return ""
         known = self._names.get(container_id)
         if known is not None:
             return known
         if self._clock() < self._quiet_until:
-            return ""
+            return None
         try:
             answer = self._inspect(container_id)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except FileNotFoundError:  # no engine on this host: its containers keep their ids
+            self._quiet_until = self._clock() + BACKOFF
+            return ""
+        except (OSError, http.client.HTTPException, ValueError, RecursionError) as exc:
             self._quiet_until = self._clock() + BACKOFF
             log.info("no container names from the Docker engine",
-                     extra={"socket": self.socket_path, "error": str(exc)})
-            return ""
+                     extra={"socket": self.socket_path, "error": str(exc)[:200]})
+            return None
         name = name_from_inspect(answer) if answer is not None else ""
         if len(self._names) >= MAX_CACHED:
             self._names.clear()

@@ -42,7 +42,7 @@ from snoop.common.protocol import (
     Workload,
 )
 from snoop.common.transport import EVENTS_HWM, Receiver, Security, Sender, new_context
-from snoop.tracer import build, cgroups, records, syscalls
+from snoop.tracer import build, cgroups, container_names, records, syscalls
 from snoop.tracer.container_names import ContainerNames
 from snoop.tracer.events import RecordTranslator
 from snoop.tracer.kernel import KernelSide
@@ -146,6 +146,7 @@ class Tracer:
         self._io_uring_seen: dict[int, int] = {}
         self._workloads: dict[int, Workload] = {}
         self.container_names = ContainerNames(config.docker_socket)
+        self._unnamed: dict[int, float] = {}  # cgroup id -> when to ask its name again
         self.watcher = TargetWatcher(config, self.cgroup_root, self.index,
                                      self._own_cgroup(config))
         self.batch = BatchBuilder(config.batch_max_events, config.batch_max_delay)
@@ -264,6 +265,10 @@ class Tracer:
 
     def _workload_of(self, cgroup_id: int) -> Workload:
         workload = self._workloads.get(cgroup_id)
+        if workload is not None and self._unnamed and cgroup_id in self._unnamed and \
+                time.monotonic() >= self._unnamed[cgroup_id]:
+            del self._unnamed[cgroup_id]
+            workload = None
         if workload is None:
             rel_path = self.index.lookup(cgroup_id)
             if rel_path is None:
@@ -273,10 +278,13 @@ class Tracer:
                                             self.config.target_cgroup, root=self.cgroup_root)
             if workload.container_id:
                 name = self.container_names.name_of(workload.container_id)
-                if name:
+                if name is None:  # the engine did not answer: ask again after its backoff
+                    self._unnamed[cgroup_id] = time.monotonic() + container_names.BACKOFF
+                elif name:
                     workload = replace(workload, name=name)
             if len(self._workloads) > 65536:
                 self._workloads.clear()
+                self._unnamed.clear()
             self._workloads[cgroup_id] = workload
         return workload
 

@@ -19,6 +19,7 @@ COMPOSE = "b" * 64
 PLAIN = "c" * 64
 UNKNOWN = "d" * 64
 BROKEN = "e" * 64
+DEEP = "f" * 64
 ANSWERS = {
     K8S: {"Name": "/k8s_app_web-7d9f_prod_uid_0", "Config": {"Labels": {
         "io.kubernetes.pod.namespace": "prod", "io.kubernetes.pod.name": "web-7d9f",
@@ -41,6 +42,13 @@ class Handler(BaseHTTPRequestHandler):
         if container == BROKEN:
             self.send_response(500)
             self.end_headers()
+            return
+        if container == DEEP:
+            body = b"[" * 100_000 + b"]" * 100_000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         answer = ANSWERS.get(container)
         body = json.dumps(answer or {"message": "No such container"}).encode()
@@ -86,13 +94,14 @@ def test_an_engine_that_fails_is_left_alone_for_a_while(engine: tuple[Engine, st
     server, path = engine
     now = [1000.0]
     names = ContainerNames(path, clock=lambda: now[0])
-    assert names.name_of(BROKEN) == ""
-    assert names.name_of(PLAIN) == ""  # backing off: not asked
+    assert names.name_of(BROKEN) is None  # no answer: ask again later
+    assert names.name_of(PLAIN) is None  # backing off: not asked
     assert len(server.asked) == 1
     now[0] += BACKOFF + 1
     assert names.name_of(PLAIN) == "quirky_turing"
+    assert names.name_of(BROKEN) is None  # still failing; not cached as nameless
     missing = ContainerNames(str(tmp_path / "no-engine.sock"))
-    assert missing.name_of(PLAIN) == ""
+    assert missing.name_of(PLAIN) == ""  # no engine on this host: none to ask
     assert ContainerNames("").name_of(PLAIN) == ""  # switched off
 
 
@@ -103,3 +112,8 @@ def test_odd_answers_give_no_name_rather_than_a_wrong_one() -> None:
     assert name_from_inspect({"Name": "/x", "Config": {"Labels": {
         "com.docker.compose.project": "shop"}}}) == "x"
     assert len(name_from_inspect({"Name": "/" + "n" * 1000})) == 256
+
+
+def test_an_answer_nested_too_deep_is_no_answer(engine: tuple[Engine, str]) -> None:
+    _, path = engine
+    assert ContainerNames(path).name_of(DEEP) is None  # json's RecursionError: no crash

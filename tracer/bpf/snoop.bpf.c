@@ -1609,6 +1609,15 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     if (!should_trace(&cgroup_id))
         return 0;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    u32 old_tid = (u32)args->old_pid;
+    if (old_tid != (u32)args->pid) {
+        // A thread other than the leader exec'ed: it now has the leader's tid, and its
+        // exec's exit reads the leader's stash. Its own (STASH_EXEC) must not wait live
+        // for whoever gets that tid next.
+        struct stash *stale = inflight.lookup(&old_tid);
+        if (stale)
+            stale->live = 0;
+    }
     struct stage *st = current_stage();
     struct event_buf *buf = new_event(cgroup_id, KIND_EXEC, SYS_IDX_sched_process_exec,
                                       AT_FDCWD_VALUE, 0);
