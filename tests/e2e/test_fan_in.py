@@ -27,7 +27,7 @@ import pytest
 
 from snoop.common.protocol import AccessKind, Event, EventBatch, Header, Workload, encode
 from snoop.common.transport import Security, Sender, new_context
-from tests.support.net import free_port
+from tests.support.net import free_port, is_ready
 from tests.support.netns import NetNamespace
 from tests.tracer import harness
 
@@ -38,11 +38,8 @@ TRACERS = 3
 
 
 def ready(address: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{address}/readyz", timeout=1) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
+    host, port = address.rsplit(":", 1)
+    return is_ready(int(port), host)
 
 
 def metric(address: str, name: str) -> float:

@@ -33,10 +33,10 @@ def free_port_block(count: int = 3) -> int:
     raise RuntimeError("no block of free ports")
 
 
-def is_ready(port: int) -> bool:
-    """Whether the process serving metrics on `port` answers /readyz with 200."""
+def is_ready(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether the process serving metrics on host:port answers /readyz with 200."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+        with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=1) as reply:
             return reply.status == 200
     except OSError:
         return False
