@@ -17,10 +17,9 @@ from snoop.common.config import Config
 def file_problem(path: str) -> str | None:
     """Why a file cannot be written at `path`; None when it can."""
     directory = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        return f"cannot write {path}: {directory} is not a directory"
-    if not os.path.isdir(directory):
-        return f"cannot write {path}: directory {directory} does not exist"
+    problem = _not_a_directory("write", path, directory)
+    if problem:
+        return problem
     if os.path.isdir(path):
         return f"cannot write {path}: it is a directory"
     return _writable(directory, path)
@@ -32,13 +31,21 @@ def directory_problem(path: str) -> str | None:
     if os.path.isdir(path):
         return _writable(path, path)
     parent = os.path.dirname(path)
-    if os.path.exists(parent) and not os.path.isdir(parent):
-        return f"cannot make {path}: {parent} is not a directory"
-    if not os.path.isdir(parent):
-        return f"cannot make {path}: directory {parent} does not exist"
+    problem = _not_a_directory("make", path, parent)
+    if problem:
+        return problem
     if os.path.exists(path):
         return f"cannot make {path}: it exists and is not a directory"
     return _writable(parent, path)
+
+
+def _not_a_directory(verb: str, path: str, directory: str) -> str | None:
+    """Why `directory`, which must exist for `path`, is not one."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return f"cannot {verb} {path}: {directory} is not a directory"
+    if not os.path.isdir(directory):
+        return f"cannot {verb} {path}: directory {directory} does not exist"
+    return None
 
 
 def _writable(directory: str, path: str) -> str | None:
