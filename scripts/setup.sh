@@ -11,8 +11,9 @@ APT_PACKAGES=(python3-bpfcc bpftool python3-venv python3-pip)
 # What the tests and benchmarks use beside Snoop (`setup.sh --test`): strace is the
 # capture oracle; debootstrap and Docker build the images the slimming and container
 # tests run; opensnoop (bpfcc-tools) is the benchmark's yardstick; make and cpio are
-# real tools the hard oracle workloads run; liburing-dev builds the io_uring workload.
-TEST_APT_PACKAGES=(strace debootstrap docker.io docker-compose gcc git perl bpfcc-tools make cpio liburing-dev)
+# real tools the hard oracle workloads run; liburing-dev builds the io_uring workload;
+# postgresql is the receiver's fleet back end, started on loopback by the tests.
+TEST_APT_PACKAGES=(postgresql strace debootstrap docker.io docker-compose gcc git perl bpfcc-tools make cpio liburing-dev)
 
 say() { echo "setup: $*"; }
 

@@ -1,0 +1,101 @@
+"""A delta: what a reporter pushes to the API endpoint, and what `snoop receive` takes.
+
+One delta is one workload's report with only the files new or changed since the
+reporter's previous delta of it (all of them when `full`), plus the report's identity
+and its coverage counters as they are now. The receiver unions deltas, so applying one
+twice, or two out of order, gives the same result: a file's kinds, outcomes and process
+names are unions, its first/last seen a min/max; the workload's identity and counters
+come from the delta with the newest `last_updated_at`.
+
+A workload is named fleet-wide by (`origin`, `workload_id`): the reporter's host, and
+the reporter's stable key for the report (a container id, a cgroup path, or the
+sidecar's name). The body's SHA-256 is its idempotency key (`delta_key`): a delta sent
+again, after a timeout or a restart, changes nothing.
+
+JSON body:
+    {"delta_schema": 1, "origin": "node-a", "workload_id": "4f3c…", "full": false,
+     "report": {<a report, as common/report.py writes it>}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from snoop.common.report import Report, ReportError
+
+DELTA_SCHEMA = 1
+MAX_NAME = 1024  # origin and workload_id, in characters
+
+
+class DeltaError(ValueError):
+    """A body that is not a valid delta; the message names the field in one line."""
+
+
+@dataclass(frozen=True)
+class Delta:
+    origin: str
+    workload_id: str
+    full: bool
+    report: Report
+
+    def to_json(self) -> dict[str, Any]:
+        return {"delta_schema": DELTA_SCHEMA, "origin": self.origin,
+                "workload_id": self.workload_id, "full": self.full,
+                "report": self.report.to_json()}
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), ensure_ascii=True, separators=(",", ":"),
+                          sort_keys=True).encode("ascii")
+
+    def split(self) -> tuple[Delta, Delta]:
+        """Two deltas holding half the files each; together they say what this one says.
+        Both are partial: a receiver must not read half a snapshot as the whole."""
+        paths = sorted(self.report.files)
+        half = len(paths) // 2
+        parts = []
+        for chosen in (paths[:half], paths[half:]):
+            report = replace(self.report, files={p: self.report.files[p] for p in chosen},
+                             recovery=None)
+            parts.append(replace(self, full=False, report=report))
+        return parts[0], parts[1]
+
+
+def delta_key(body: bytes) -> str:
+    """The idempotency key of an encoded delta."""
+    return hashlib.sha256(b"snoop-delta\0" + body).hexdigest()
+
+
+def _name(data: dict, field: str) -> str:
+    value = data.get(field)
+    if not isinstance(value, str):
+        raise DeltaError(f"{field}: expected a string")
+    if len(value) > MAX_NAME:
+        raise DeltaError(f"{field}: longer than {MAX_NAME} characters")
+    return value
+
+
+def decode_delta(body: bytes | str) -> Delta:
+    """A delta from its JSON body, strictly: anything unreadable is a DeltaError, so a
+    receiver never stores half of what was meant."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DeltaError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DeltaError("expected a JSON object")
+    if data.get("delta_schema") != DELTA_SCHEMA:
+        raise DeltaError(f"delta_schema: {str(data.get('delta_schema'))[:20]!r}, "
+                         f"expected {DELTA_SCHEMA}")
+    full = data.get("full")
+    if not isinstance(full, bool):
+        raise DeltaError("full: expected true or false")
+    try:
+        report = Report.from_json(data.get("report"))
+    except ReportError as exc:
+        raise DeltaError(f"report: {exc}") from None
+    if report.recovery is not None:
+        raise DeltaError(f"report: {report.recovery.first}")
+    return Delta(_name(data, "origin"), _name(data, "workload_id"), full, report)
