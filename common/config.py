@@ -68,6 +68,10 @@ class Config:
     report_interval: float = 30.0
     api_endpoint: str = ""
     api_token: str = ""
+    api_ca_file: str = ""
+    api_tls_verify: bool = True
+    spool_max_bytes: int = 256 * 1024 * 1024
+    node_name: str = ""
     # observability
     metrics_addr: str = "127.0.0.1:9090"
     log_level: LogLevel = LogLevel.INFO
@@ -227,6 +231,13 @@ def parse_path(text: str) -> str:
     return value
 
 
+def parse_file(text: str) -> str:
+    value = text.strip()
+    if value and not os.path.isfile(value):
+        raise ValueError("an existing file")
+    return value
+
+
 def parse_url(text: str) -> str:
     value = text.strip()
     if value and not re.match(r"^https?://[^\s/]+", value):
@@ -277,8 +288,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("report_path", parse_path, "report file (one workload: sidecar mode)"),
     Option("report_dir", parse_absolute_path, "directory of one report per workload (node mode)"),
     Option("report_interval", parse_duration, "how often reports are written"),
-    Option("api_endpoint", parse_url, "URL the reporter POSTs reports to"),
+    Option("api_endpoint", parse_url,
+           "URL the reporter POSTs deltas to (a bare http(s)://HOST:PORT gets /v1/deltas)"),
     Option("api_token", str.strip, "bearer token for the API endpoint", secret=True),
+    Option("api_ca_file", parse_file,
+           "CA bundle that verifies the API endpoint's TLS certificate (default: the system's)"),
+    Option("api_tls_verify", parse_bool,
+           "verify the API endpoint's TLS certificate (false only for testing)"),
+    Option("spool_max_bytes", parse_size,
+           "disk the reporter's push spool may use; beyond it the oldest deltas give way to "
+           "one full snapshot per workload, sent when there is room"),
+    Option("node_name", str.strip,
+           "this reporter's name in the deltas it pushes (default: the host name)"),
     Option("metrics_addr", parse_addr, "host:port for /metrics, /healthz and /readyz"),
     Option("log_level", _enum_parser(LogLevel), "log level"),
     Option("log_format", _enum_parser(LogFormat),
@@ -319,7 +340,8 @@ PROCESS_OPTIONS: dict[str, tuple[str, ...]] = {
     "processor": (*_EVERY_PROCESS, "events_endpoint", "updates_endpoint", "exclude_paths",
                   "max_unique_files", "report_interval"),
     "reporter": (*_EVERY_PROCESS, "updates_endpoint", "checkpoint_endpoint", "api_endpoint",
-                 "api_token", "workload_name", "image_ref", "image_digest", "pod_name",
+                 "api_token", "api_ca_file", "api_tls_verify", "spool_max_bytes", "node_name",
+                 "workload_name", "image_ref", "image_digest", "pod_name",
                  "namespace", "labels", "max_unique_files", "report_path", "report_dir",
                  "report_interval"),
 }

@@ -27,6 +27,7 @@ from snoop.common.config import Config
 from snoop.common.protocol import Checkpoint, FileUpdates, Header, seq_gap
 from snoop.common.report import Recovery, add_counts, keep_copy
 from snoop.reporter.checkpoints import Checkpoints
+from snoop.reporter.deltas import DeltaSpooler
 from snoop.reporter.push import Pusher
 from snoop.reporter.store import Identity, ReportStore
 from snoop.reporter.writer import ReportFiles
@@ -52,13 +53,16 @@ class ReporterCounts:
 
 class Reporter:
     def __init__(self, config: Config, files: ReportFiles, sender_id: str, *,
-                 pusher: Pusher | None = None, clock: Callable[[], float] = time.time) -> None:
+                 pusher: Pusher | None = None, deltas: DeltaSpooler | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.files = files
         self.sender_id = sender_id
         self.pusher = pusher
+        self.deltas = deltas
         self._clock = clock
         self.store = ReportStore(Identity.from_config(config), sidecar=files.sidecar,
                                  max_unique_files=config.max_unique_files, clock=clock)
+        self.store.track_changes = deltas is not None
         self.checkpoints = Checkpoints(clock=clock)
         self.counts = ReporterCounts()
         self.last_write_ok: bool | None = None
@@ -153,16 +157,30 @@ class Reporter:
     def pending(self) -> bool:
         return bool(self.store.dirty or self.checkpoints.received or self.state_dirty)
 
-    def write_round(self) -> bool | None:
-        """Write what changed. True: all on disk; False: failed (retry later); None: idle."""
+    def snapshots_waiting(self) -> int:
+        """Workloads the push spool must send in full, not yet spooled."""
         with self.lock:
-            if not self.pending():
+            return 0 if self.deltas is None else self.deltas.snapshots_due(self.store)
+
+    def write_round(self) -> bool | None:
+        """Write what changed. True: all on disk; False: failed (retry later); None: idle.
+
+        With a push configured, the round's deltas are spooled first: see deltas.py."""
+        with self.lock:
+            spool_due = (self.deltas is not None and self.deltas.snapshots_due(self.store)
+                         and self.deltas.spool.room_for_snapshot())
+            if not self.pending() and not spool_due:
                 return None
             taken = self.checkpoints.take_received()
-            written: list[tuple[str, str]] = []
             error: tuple[str, OSError] | None = None
-            for key in sorted(self.store.dirty):
-                text = self.store.render(key)
+            texts = {key: self.store.render(key) for key in sorted(self.store.dirty)}
+            spooled = 0
+            if self.deltas is not None:
+                try:
+                    spooled = self.deltas.spool_round(self.store, texts)
+                except OSError as exc:
+                    error = (self.deltas.spool.directory, exc)
+            for key, text in texts.items() if error is None else ():
                 name = self.store.reports[key].workload
                 try:
                     self.files.write_report(key, text, name)
@@ -170,7 +188,6 @@ class Reporter:
                     error = (self.files.path_for(key, name), exc)
                     break
                 self.store.dirty.discard(key)
-                written.append((key, text))
                 self.counts.writes += 1
             if error is None:
                 persisted = self.checkpoints.preview(taken)
@@ -201,10 +218,8 @@ class Reporter:
                     log.info("report writes succeed again")
                 self.last_write_ok = True
                 self.counts.last_write_at = self._clock()
-            names = [(self.store.push_name(key), text) for key, text in written]
-        if self.pusher is not None:
-            for name, text in names:
-                self.pusher.submit(name, text)
+        if self.pusher is not None and spooled:
+            self.pusher.wake()
         return error is None
 
     def checkpoint(self) -> Checkpoint:

@@ -40,6 +40,7 @@ from snoop.common.config import Config
 from snoop.common.protocol import CaptureCounts, FileUpdates, Header
 from snoop.common.report import Report
 from snoop.reporter.core import Reporter
+from snoop.reporter.deltas import DeltaSpooler
 from snoop.reporter.journal import Entry, Journal, JournalSuspended
 from snoop.reporter.push import Pusher
 from snoop.reporter.writer import ReportFiles
@@ -89,9 +90,10 @@ def _journal_section(state: Mapping[str, Any] | None) -> tuple[int, dict[str, di
 
 class DurableReporter(Reporter):
     def __init__(self, config: Config, files: ReportFiles, sender_id: str, *,
-                 pusher: Pusher | None = None, clock: Callable[[], float] = time.time,
+                 pusher: Pusher | None = None, deltas: DeltaSpooler | None = None,
+                 clock: Callable[[], float] = time.time,
                  journal: Journal | None = None) -> None:
-        super().__init__(config, files, sender_id, pusher=pusher, clock=clock)
+        super().__init__(config, files, sender_id, pusher=pusher, deltas=deltas, clock=clock)
         self.lock = threading.RLock()
         self.journal = journal or Journal(files.journal_path, aside_path=files.aside_path)
         files.state_sections["journal"] = self._journal_state
@@ -192,12 +194,6 @@ class DurableReporter(Reporter):
         return {"through": self.journal.last_seq,
                 "reports": {key: report_counters(report)
                             for key, report in self.store.reports.items()}}
-
-    def report_texts(self) -> list[tuple[str, str]]:
-        """(push name, rendered JSON) for every report, as core's round would push them."""
-        with self.lock:
-            return [(self.store.push_name(key), self.store.render(key))
-                    for key in sorted(self.store.reports)]
 
     def close(self) -> None:
         with self.lock:

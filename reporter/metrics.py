@@ -70,21 +70,36 @@ class ReporterCollector(Collector):
                                     "records (full or failing) until the next report write",
                                     value=int(journal_suspended))
         if pusher is not None:
-            pushes = pusher.counts
+            pushes, spool = pusher.counts, pusher.spool
             for name, doc, value in (
-                ("snoop_report_pushes", "report versions delivered to the API", pushes.pushed),
-                ("snoop_report_push_errors", "failed POST attempts, retried", pushes.errors),
-                ("snoop_report_push_rejected", "report versions the API refused (3xx, 4xx "
-                 "but 408 and 429), not retried", pushes.rejected),
-                ("snoop_report_push_too_large", "report versions the API refused with 413",
-                 pushes.too_large),
-                ("snoop_report_delivery_state_errors", "delivery state writes that failed",
-                 pusher.delivered.write_errors),
+                ("snoop_report_pushes", "deltas delivered to the API endpoint", pushes.pushed),
+                ("snoop_report_push_errors", "failed POST attempts (no reply, 408, 429, 5xx), "
+                 "retried with backoff", pushes.errors),
+                ("snoop_report_push_auth_failures", "POSTs answered 401 or 403, retried "
+                 "every few minutes", pushes.auth_failures),
+                ("snoop_report_push_splits", "deltas split in two after a 413", pushes.splits),
+                ("snoop_report_push_rejected", "deltas the endpoint refused for good (3xx, "
+                 "4xx but 401, 403, 408, 413 and 429), set aside in the spool's rejected/",
+                 pushes.rejected),
+                ("snoop_report_push_too_large", "single-file deltas still refused with 413, "
+                 "set aside", pushes.too_large),
+                ("snoop_report_spool_appended", "deltas written to the push spool",
+                 spool.counts.appended),
+                ("snoop_report_spool_dropped", "spooled deltas dropped over "
+                 "SNOOP_SPOOL_MAX_BYTES; their workloads are sent as full snapshots instead",
+                 spool.counts.dropped),
+                ("snoop_report_spool_write_errors", "push spool writes that failed",
+                 spool.counts.write_errors),
             ):
                 yield CounterMetricFamily(name, doc, value=value)
-            yield GaugeMetricFamily("snoop_report_pushes_waiting",
-                                    "report versions waiting to be delivered",
-                                    value=pusher.waiting())
+            yield GaugeMetricFamily("snoop_report_spool_deltas",
+                                    "deltas in the push spool, not yet delivered",
+                                    value=spool.records())
+            yield GaugeMetricFamily("snoop_report_spool_bytes", "disk the push spool uses",
+                                    value=spool.bytes())
+            yield GaugeMetricFamily("snoop_report_snapshots_waiting", "workloads waiting for "
+                                    "room in the spool to be sent as full snapshots",
+                                    value=r.snapshots_waiting())
         family = CounterMetricFamily("snoop_events_dropped", "events tracers could not deliver, "
                                      "by reason (as persisted in reports)", labels=["reason"])
         for field, reason in (("kernel_dropped", "kernel"), ("read_failures", "read_failure"),

@@ -1,84 +1,76 @@
-"""Remote push: POST each report version to `SNOOP_API_ENDPOINT`, off the write loop, until
-it is delivered.
+"""Remote push: deliver the spooled deltas (reporter/spool.py) to `SNOOP_API_ENDPOINT`,
+oldest first, off the write loop, over httpx.
 
-`submit()` never blocks: it replaces any older version of the same report still waiting
-(only the newest matters). A background thread POSTs one report at a time:
-- 2xx: delivered. The version is recorded in the delivery log (delivery.py), which a
-  restarted reporter reads to push only what was never delivered.
-- connection errors, timeouts, 408, 429 and 5xx: the report waits, and the whole pusher
-  backs off (1 s, doubling, at most 60 s; all reports go to one endpoint) before it tries
-  again, for as long as it takes: nothing new has to arrive for a retry. 429 and 503
-  honour `Retry-After` (seconds or an HTTP date), bounded to 10 minutes.
-- any other status (3xx, 4xx): the endpoint refuses this version, and asking again
-  cannot change that. It is dropped, counted and logged; the next version is tried.
-  413 gets its own counter and an error naming the size: the report is too big for the
-  endpoint.
-Every POST carries `Idempotency-Key` (the version's key), so a receiver can drop a copy
-it already has: a POST that timed out after the receiver took it is sent again.
+Each POST sends one delta's gzip body as it lies in the spool (`Content-Encoding:
+gzip`), its `Idempotency-Key` and the bearer token; TLS certificates are verified
+unless switched off. By the reply:
+- 2xx: delivered; the delta leaves the spool.
+- no reply (connection refused, timeout, TLS failure), 408, 429, 5xx: kept, and the
+  pusher waits before trying again: exponential backoff with jitter (1 s doubling to
+  60 s, each wait drawn from its upper half); 429 and 503 honour `Retry-After`
+  (seconds or an HTTP date, at most 10 minutes).
+- 413: the delta is split in two and both halves take its place; a delta of one file
+  that is still too large is set aside (below).
+- 401, 403: kept; logged once and counted, then tried again every 5 minutes, not in a
+  loop: a token fixed on the endpoint's side lets the spool drain.
+- any other status (3xx, 400, 415, 422 …): the endpoint will never take this delta, so
+  it is set aside, gzip as sent, in `<spool>/rejected/` (the newest 100 are kept),
+  counted and logged with the endpoint's error; the next one is tried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import gzip
 import logging
+import os
+import random
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
-from snoop.reporter.delivery import DeliveryLog, version_key
+import httpx
+
+from snoop.common.delta import DeltaError, decode_delta
+from snoop.common.report import write_atomically
+from snoop.reporter.spool import Spool, SpoolRecord
 
 log = logging.getLogger("snoop.reporter")
 
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
+AUTH_RETRY = 300.0
 MAX_RETRY_AFTER = 600.0
 MIN_DELAY = 0.1  # even after `Retry-After: 0`, so a failing endpoint is never spun on
-# Per socket operation (connect, send, each read); the reply body is read only up to
-# REPLY_LIMIT, so one attempt takes a few timeouts at most.
 TIMEOUT = 10.0
-REPLY_LIMIT = 64 * 1024
+KEEP_REJECTED = 100
 RETRY_STATUSES = frozenset({408, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+AUTH_STATUSES = frozenset({401, 403})
+DELTAS_PATH = "/v1/deltas"
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    retry_after: str | None = None  # the Retry-After header, as sent
+def delta_url(endpoint: str) -> str:
+    """The URL deltas go to: the endpoint as given, or its /v1/deltas when it names only
+    a host."""
+    parts = urlsplit(endpoint)
+    if parts.path in ("", "/"):
+        parts = parts._replace(path=DELTAS_PATH)
+    return urlunsplit(parts)
 
 
 @dataclass
 class PushCounts:
-    pushed: int = 0  # versions delivered
+    pushed: int = 0  # deltas delivered
     errors: int = 0  # failed attempts that will be retried
-    rejected: int = 0  # versions the endpoint refused (3xx, 4xx but 408/429), not retried
-    too_large: int = 0  # of those, refused with 413
-    already_delivered: int = 0  # submitted versions the endpoint already had
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib would turn a redirected POST into a GET without the report, and count the
-    # GET's 200 as delivery.
-    def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
-    """One POST; the status it got. Raises OSError when no HTTP reply came back."""
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            response.read(REPLY_LIMIT)
-            return Reply(response.status)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return Reply(exc.code, exc.headers.get("Retry-After") if exc.headers else None)
+    auth_failures: int = 0  # attempts answered 401 or 403 (retried slowly)
+    splits: int = 0  # deltas split in two after a 413
+    rejected: int = 0  # deltas the endpoint refused for good, set aside
+    too_large: int = 0  # of those, single files still refused with 413
 
 
 def retry_after_seconds(value: str | None, now: float,
@@ -99,31 +91,39 @@ def retry_after_seconds(value: str | None, now: float,
     return min(max(0.0, when.timestamp() - now), bound)
 
 
+def new_client(verify: bool | str = True, timeout: float = TIMEOUT) -> httpx.Client:
+    """`verify`: True (the system's CAs), False (no check), or a CA bundle file."""
+    if isinstance(verify, str):
+        verify = ssl.create_default_context(cafile=verify)
+    # Redirects are not followed: a redirected POST would turn into a GET without the
+    # delta, and its 200 would count as delivery.
+    return httpx.Client(verify=verify, timeout=timeout, follow_redirects=False,
+                        headers={"User-Agent": "snoop-reporter"})
+
+
 class Pusher:
-    def __init__(self, url: str, token: str = "", *,
-                 post: Callable[[str, bytes, Mapping[str, str], float], Reply] = post_json,
-                 delivered: DeliveryLog | None = None,
+    def __init__(self, url: str, token: str, spool: Spool, *,
+                 client: httpx.Client | None = None,
                  first_backoff: float = FIRST_BACKOFF, max_backoff: float = MAX_BACKOFF,
-                 max_retry_after: float = MAX_RETRY_AFTER, timeout: float = TIMEOUT,
+                 auth_retry: float = AUTH_RETRY, max_retry_after: float = MAX_RETRY_AFTER,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
-        self.url = url
+                 wall: Callable[[], float] = time.time,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.url = delta_url(url)
         self.token = token
-        self._post = post
-        self.delivered = delivered or DeliveryLog()
+        self.spool = spool
+        self._client = client or new_client()
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
+        self.auth_retry = auth_retry
         self.max_retry_after = max_retry_after
-        self.timeout = timeout
         self._clock = clock
         self._wall = wall
+        self._jitter = jitter
         self.counts = PushCounts()
-        self._waiting: dict[str, str] = {}  # report name -> newest JSON text
-        self._busy = False
         self._backoff = first_backoff
         self._not_before = 0.0  # no attempt before this (clock): backing off
-        self._failing = False
-        self._lock = threading.Lock()
+        self._failing = ""  # why the endpoint fails, while it does: logged once
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="push", daemon=True)
@@ -132,102 +132,136 @@ class Pusher:
         self._thread.start()
         return self
 
-    def submit(self, name: str, text: str) -> None:
-        with self._lock:
-            self._waiting[name] = text
+    def wake(self) -> None:
+        """New deltas are in the spool."""
         self._wake.set()
 
     def waiting(self) -> int:
-        with self._lock:
-            return len(self._waiting) + self._busy
+        return self.spool.records()
 
     def idle(self) -> bool:
         return self.waiting() == 0
 
     def stop(self, timeout: float) -> None:
-        """Let waiting reports go out for up to `timeout` seconds, unless the endpoint is
-        being backed off from; what is not delivered then is pushed after a restart."""
+        """Let spooled deltas go out for up to `timeout` seconds, unless the endpoint is
+        being backed off from; the rest stay spooled for the next start."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
-
-    def _take(self) -> tuple[tuple[str, str] | None, float | None]:
-        """The next report to push, or how long to wait (None: until woken)."""
-        with self._lock:
-            self._busy = False
-            if not self._waiting:
-                return None, None
-            delay = self._not_before - self._clock()
-            if delay > 0:
-                return None, delay
-            name = next(iter(self._waiting))
-            self._busy = True
-            return (name, self._waiting.pop(name)), 0.0
+        if not self._thread.is_alive():
+            self._client.close()
 
     def _run(self) -> None:
         while True:
-            item, delay = self._take()
-            if item is not None:
-                self._push(*item)
+            delay = self._not_before - self._clock()
+            record = self.spool.peek() if delay <= 0 else None
+            if record is not None:
+                self._push(record)
                 continue
             if self._stop.is_set():
                 return  # nothing waiting, or backing off: stop now, not after the backoff
-            self._wake.wait(delay)
+            self._wake.wait(delay if delay > 0 else None)
             self._wake.clear()
 
-    def _push(self, name: str, text: str) -> None:
-        body = text.encode("utf-8")
-        key = version_key(name, body)
-        if self.delivered.delivered(name, key):
-            self.counts.already_delivered += 1
-            return
-        headers = {"Content-Type": "application/json", "User-Agent": "snoop-reporter",
-                   "Idempotency-Key": key}
+    def _push(self, record: SpoolRecord) -> None:
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                   "Idempotency-Key": record.key}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            reply = self._post(self.url, body, headers, self.timeout)
-        except (OSError, ValueError) as exc:
-            self._retry(name, text, str(exc), None)
+            reply = self._client.post(self.url, content=record.body, headers=headers)
+        except httpx.HTTPError as exc:
+            self._retry(f"{exc.__class__.__name__}: {exc}", None)
             return
-        status = reply.status
+        status = reply.status_code
         if 200 <= status < 300:
             self.counts.pushed += 1
-            self.delivered.mark(name, key)
-            self._endpoint_answered()
+            self.spool.done(record)
+            self._answered()
         elif status in RETRY_STATUSES or 500 <= status < 600:
             wait = None
             if status in RETRY_AFTER_STATUSES:
-                wait = retry_after_seconds(reply.retry_after, self._wall(), self.max_retry_after)
-            self._retry(name, text, f"HTTP {status}", wait)
+                wait = retry_after_seconds(reply.headers.get("Retry-After"), self._wall(),
+                                           self.max_retry_after)
+            self._retry(f"HTTP {status}", wait)
+        elif status in AUTH_STATUSES:
+            self.counts.auth_failures += 1
+            self._not_before = self._clock() + self.auth_retry
+            why = f"HTTP {status}"
+            if self._failing != why:
+                log.error("API endpoint refuses this reporter's token; deltas stay spooled "
+                          "and are tried again every few minutes (check SNOOP_API_TOKEN)",
+                          extra={"url": self.url, "status": status,
+                                 "retry_in": self.auth_retry})
+            self._failing = why
         elif status == 413:
-            self.counts.rejected += 1
-            self.counts.too_large += 1
-            self._endpoint_answered()
-            log.error("report too large for the API endpoint (HTTP 413 Payload Too Large): "
-                      "this version is not retried; raise the endpoint's body limit or "
-                      "shrink the report (SNOOP_MAX_UNIQUE_FILES, exclusions)",
-                      extra={"url": self.url, "workload": name, "bytes": len(body)})
+            self._answered()
+            self._split(record, reply)
         else:
-            self.counts.rejected += 1
-            self._endpoint_answered()
-            log.error("API endpoint refused the report; this version is not retried",
-                      extra={"url": self.url, "workload": name, "status": status})
+            self._answered()
+            self._set_aside(record, status, reply)
 
-    def _endpoint_answered(self) -> None:
+    def _answered(self) -> None:
         self._backoff = self.first_backoff
         if self._failing:
-            log.info("report pushes reach the API endpoint again", extra={"url": self.url})
-        self._failing = False
+            log.info("deltas reach the API endpoint again", extra={"url": self.url})
+        self._failing = ""
 
-    def _retry(self, name: str, text: str, error: str, wait: float | None) -> None:
+    def _retry(self, error: str, wait: float | None) -> None:
         self.counts.errors += 1
-        delay = max(MIN_DELAY, self._backoff if wait is None else wait)
-        self._backoff = min(self.max_backoff, self._backoff * 2)
-        with self._lock:
-            self._waiting.setdefault(name, text)  # unless a newer version came meanwhile
-            self._not_before = self._clock() + delay
-        self._failing = True
-        log.warning("report push failed; retrying", extra={
-            "url": self.url, "workload": name, "error": error, "retry_in": round(delay, 3),
-            "retry_after": wait is not None})
+        if wait is None:
+            wait = self._backoff * (0.5 + self._jitter() / 2)
+            self._backoff = min(self.max_backoff, self._backoff * 2)
+        wait = max(MIN_DELAY, wait)
+        self._not_before = self._clock() + wait
+        if not self._failing:
+            log.warning("API endpoint unreachable; deltas stay spooled and are retried",
+                        extra={"url": self.url, "error": error, "retry_in": round(wait, 3),
+                               "spooled": self.spool.records()})
+        self._failing = error
+
+    def _split(self, record: SpoolRecord, reply: httpx.Response) -> None:
+        try:
+            delta = decode_delta(gzip.decompress(record.body))
+        except (DeltaError, OSError, EOFError) as exc:
+            log.error("spooled delta unreadable; set aside", extra={"error": str(exc)})
+            self._set_aside(record, reply.status_code, reply)
+            return
+        if len(delta.report.files) < 2:
+            self.counts.too_large += 1
+            self._set_aside(record, reply.status_code, reply)
+            return
+        first, second = delta.split()
+        try:
+            self.spool.replace(record, [(delta.workload_id, first.encode()),
+                                        (delta.workload_id, second.encode())])
+        except OSError as exc:
+            self._retry(f"cannot spool the halves of a delta too large: {exc}", None)
+            return
+        self.counts.splits += 1
+
+    def _set_aside(self, record: SpoolRecord, status: int, reply: httpx.Response) -> None:
+        self.counts.rejected += 1
+        directory = os.path.join(self.spool.directory, "rejected")
+        kept = os.path.join(directory, f"{record.key}.json.gz")
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            with open(kept, "wb") as handle:
+                handle.write(record.body)
+            write_atomically(f"{kept}.reply", f"HTTP {status}\n{reply.text[:4096]}\n")
+            _keep_newest(directory, KEEP_REJECTED)
+        except OSError as exc:
+            kept = f"(not kept: {exc.strerror or exc})"
+        log.error("API endpoint refused a delta for good; set aside, not retried",
+                  extra={"url": self.url, "workload": record.workload_id, "status": status,
+                         "error": reply.text[:200], "kept_as": kept})
+        self.spool.done(record)
+
+
+def _keep_newest(directory: str, keep: int) -> None:
+    entries = sorted((e for e in os.scandir(directory) if e.name.endswith(".json.gz")),
+                     key=lambda e: e.stat().st_mtime)
+    for entry in entries[:-keep] if len(entries) > keep else []:
+        for path in (entry.path, f"{entry.path}.reply"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

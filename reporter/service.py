@@ -4,7 +4,8 @@ Loop: apply FileUpdates as they come (each is appended to the journal first); ev
 ~100 ms fsync the journal and, when that made new tracer batches persisted, publish a
 Checkpoint; every report interval (or sooner, when the journal grows big) run a write
 round, which empties the journal; re-publish the checkpoint every second for tracers
-that subscribed late. At start, push every loaded report the endpoint does not have yet.
+that subscribed late. At start, spool a full snapshot of every report the push spool
+does not know, and push what the spool holds.
 On stop: apply what is waiting, write, sync, publish a final checkpoint.
 """
 
@@ -33,9 +34,10 @@ from snoop.common.transport import (
     new_context,
 )
 from snoop.reporter import metrics
-from snoop.reporter.delivery import DeliveryLog
+from snoop.reporter.deltas import DeltaSpooler
 from snoop.reporter.durable import SYNC_EVERY, DurableReporter
-from snoop.reporter.push import Pusher
+from snoop.reporter.push import Pusher, new_client
+from snoop.reporter.spool import Spool
 from snoop.reporter.writer import ReportFiles, UnreadableReport
 
 log = logging.getLogger("snoop.reporter")
@@ -57,19 +59,34 @@ def new_sender_id() -> str:
     return f"reporter/{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
-def new_pusher(config: Config, delivered: DeliveryLog) -> Pusher:
-    return Pusher(config.api_endpoint, config.api_token, delivered=delivered)
+def new_pusher(config: Config, spool: Spool) -> Pusher:
+    verify: bool | str = (config.api_ca_file or True) if config.api_tls_verify else False
+    return Pusher(config.api_endpoint, config.api_token, spool, client=new_client(verify))
+
+
+def origin(config: Config) -> str:
+    """What deltas name this reporter by: with a workload id, a workload fleet-wide."""
+    return config.node_name or socket.gethostname()
 
 
 def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | None = None,
           clock: Callable[[], float] = time.monotonic,
-          make_pusher: Callable[[Config, DeliveryLog], Pusher] = new_pusher) -> int:
+          make_pusher: Callable[[Config, Spool], Pusher] = new_pusher) -> int:
     """Run until `stop` is set; 0 on a clean stop, 1 when setup fails."""
     registry = registry or CollectorRegistry()
     files = ReportFiles(config.report_path, config.report_dir)
-    pusher = (make_pusher(config, DeliveryLog(files.delivered_path).load())
-              if config.api_endpoint else None)
-    reporter = DurableReporter(config, files, new_sender_id(), pusher=pusher)
+    pusher = deltas = None
+    try:
+        if config.api_endpoint:
+            files.prepare()
+            spool = Spool(files.spool_dir, config.spool_max_bytes).open()
+            pusher = make_pusher(config, spool)
+            deltas = DeltaSpooler(origin(config), spool)
+    except OSError as exc:
+        log.error("cannot use the push spool", extra={"path": files.spool_dir,
+                                                        "error": str(exc)})
+        return 1
+    reporter = DurableReporter(config, files, new_sender_id(), pusher=pusher, deltas=deltas)
     try:
         reporter.load()
     except OSError as exc:
@@ -115,8 +132,7 @@ def _serve(config: Config, reporter: DurableReporter, pusher: Pusher | None,
         return 1
     if pusher is not None:
         pusher.start()
-        for name, text in reporter.report_texts():
-            pusher.submit(name, text)  # the pusher skips versions already delivered
+        reporter.write_round()  # reports never pushed in full are spooled at once
     registry.register(SocketCollector(sockets))
     bound.set()
     log.info("reporter ready", extra={

@@ -176,6 +176,10 @@ class ReportStore:
         self._clock = clock
         self.reports: dict[str, Report] = {}
         self.dirty: set[str] = set()
+        # Paths new or changed per report since the last delta was spooled; kept only
+        # when something pushes deltas (reporter/deltas.py).
+        self.track_changes = False
+        self.changed: dict[str, set[bytes]] = {}
         self.tracers = TracerCounters()
         self.message_gaps = 0
         # Reporter-wide, like the tracer counters: when no tracer was attached.
@@ -216,6 +220,8 @@ class ReportStore:
         if key in self.reports:
             self.reports[key].merge(report)
             self.dirty.add(key)
+            if self.track_changes:
+                self.changed.setdefault(key, set()).update(report.files)
         else:
             self.reports[key] = report
 
@@ -226,11 +232,15 @@ class ReportStore:
             report = self._report(key, update.workload, now)
             changed = False
             files = report.files
+            track = self.changed.setdefault(key, set()) if self.track_changes else None
             for seen in update.files:
                 if seen.path in files or len(files) < self.max_unique_files:
-                    changed |= report.add_file(seen.path, seen.kinds, seen.first_seen,
-                                               seen.last_seen, seen.outcomes,
-                                               self._names_of(seen.comms))
+                    if report.add_file(seen.path, seen.kinds, seen.first_seen,
+                                       seen.last_seen, seen.outcomes,
+                                       self._names_of(seen.comms)):
+                        changed = True
+                        if track is not None:
+                            track.add(seen.path)
                 else:
                     report.coverage.unique_file_cap_hits += 1
                     changed = True

@@ -2,11 +2,11 @@
 
 Layout:
 - sidecar mode (`SNOOP_REPORT_DIR` empty): one report at `SNOOP_REPORT_PATH`, and beside
-  it the state file `.NAME.state.json`, the journal `.NAME.journal` and the delivery
-  state `.NAME.delivered.json`;
+  it the state file `.NAME.state.json`, the journal `.NAME.journal` and the push spool
+  directory `.NAME.spool/`;
 - node mode (`SNOOP_REPORT_DIR` set): one `<name>.json` per workload in that directory,
   and `.snoop-reporter-state.json`, `.snoop-reporter.journal` and
-  `.snoop-reporter-delivered.json`. `<name>` comes from what the workload is called
+  `.snoop-reporter-spool/`. `<name>` comes from what the workload is called
   (`report_filename`): its readable name when the tracer learnt one (`shop/web`,
   `prod/web-7d9f/app`, a container name), with every character outside `A-Za-z0-9._-`
   replaced by `_`, then `-` and the container's short id (or 12 hex digits of the key's
@@ -48,7 +48,7 @@ class UnreadableReport(RuntimeError):
 
 DIR_STATE_NAME = ".snoop-reporter-state.json"
 DIR_JOURNAL_NAME = ".snoop-reporter.journal"
-DIR_DELIVERED_NAME = ".snoop-reporter-delivered.json"
+DIR_SPOOL_NAME = ".snoop-reporter-spool"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -87,12 +87,12 @@ class ReportFiles:
             self.directory = directory
             self.state_path = os.path.join(directory, f".{name}.state.json")
             self.journal_path = os.path.join(directory, f".{name}.journal")
-            self.delivered_path = os.path.join(directory, f".{name}.delivered.json")
+            self.spool_dir = os.path.join(directory, f".{name}.spool")
         else:
             self.directory = report_dir
             self.state_path = os.path.join(report_dir, DIR_STATE_NAME)
             self.journal_path = os.path.join(report_dir, DIR_JOURNAL_NAME)
-            self.delivered_path = os.path.join(report_dir, DIR_DELIVERED_NAME)
+            self.spool_dir = os.path.join(report_dir, DIR_SPOOL_NAME)
         self.corrupt_moved = 0
         self._paths: dict[str, str] = {}  # node mode: key -> its report's file
         # Other modules' sections of the state file, each built when the state is written

@@ -68,6 +68,9 @@ ERRORS = {
     "SNOOP_REPORT_DIR": ("reports", "expected an absolute path"),
     "SNOOP_REPORT_INTERVAL": ("soon", "expected a duration like 30s"),
     "SNOOP_API_ENDPOINT": ("ftp://x", "expected an http:// or https:// URL"),
+    "SNOOP_API_CA_FILE": ("/nonexistent/ca.pem", "expected an existing file"),
+    "SNOOP_API_TLS_VERIFY": ("sometimes", "expected true or false"),
+    "SNOOP_SPOOL_MAX_BYTES": ("big", "expected a size like 8MiB"),
     "SNOOP_METRICS_ADDR": ("localhost", "expected host:port or :port"),
     "SNOOP_LOG_LEVEL": ("loud", "expected one of debug, info, warning, error"),
     "SNOOP_LOG_FORMAT": ("pretty", "expected one of auto, json, text"),
@@ -101,7 +104,7 @@ def test_each_bad_value_names_variable_value_and_expectation(name):
 
 def test_every_option_with_a_parser_that_can_fail_has_an_error_case():
     free_text = {"workload_name", "image_ref", "image_digest", "pod_name", "namespace",
-                 "api_token",
+                 "api_token", "node_name",
                  "curve_secret_key", "curve_server_key", "curve_allowed_keys"}
     assert {o.env for o in c.OPTIONS if o.name not in free_text} == set(ERRORS)
 
