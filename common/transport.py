@@ -408,8 +408,14 @@ def new_context() -> Context:
 
 
 def generate_keypair(directory: str, name: str) -> tuple[str, str]:
-    """Write NAME.key (public) and NAME.key_secret; returns both paths."""
+    """Write NAME.key (public) and NAME.key_secret (0600); returns both paths."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(directory, name)
+    # The secret file is created private, not made so after it was written.
+    old = os.umask(0o077)
+    try:
+        public, secret = zmq.auth.create_certificates(directory, name)
+    finally:
+        os.umask(old)
     os.chmod(secret, 0o600)
+    os.chmod(public, 0o644)
     return public, secret

@@ -85,11 +85,11 @@ def test_a_report_directory_is_made_inside_one_that_exists(tmp_path):
 
 def test_keys_into_a_missing_directory_follow_the_same_rule(tmp_path):
     where = tmp_path / "missing" / "keys"
-    result = snoop("keys", str(where), "node1")
+    result = snoop("keys", "generate", str(where), "node1")
     assert result.returncode == 2
     assert one_line(result) == (f"snoop keys: cannot make {where}: directory "
                                 f"{where.parent} does not exist")
-    assert snoop("keys", str(tmp_path / "keys"), "node1").returncode == 0
+    assert snoop("keys", "generate", str(tmp_path / "keys"), "node1").returncode == 0
 
 
 def test_record_as_an_unprivileged_user_says_so_without_a_traceback(tmp_path):

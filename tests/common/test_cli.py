@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 
@@ -47,10 +48,25 @@ def test_bad_flag_exits_2_with_one_line():
 
 
 def test_keys_writes_a_curve_key_pair(tmp_path):
-    result = run("keys", str(tmp_path), "node1")
+    result = run("keys", "generate", str(tmp_path), "node1")
     assert result.returncode == 0
     assert (tmp_path / "node1.key").exists()
     assert (tmp_path / "node1.key_secret").stat().st_mode & 0o077 == 0
+
+
+def test_keys_never_replaces_a_pair_unasked_and_defaults_to_the_host_name(tmp_path):
+    assert run("keys", "generate", str(tmp_path)).returncode == 0
+    host = socket.gethostname()
+    assert (tmp_path / f"{host}.key_secret").stat().st_mode & 0o777 == 0o600
+    before = (tmp_path / f"{host}.key").read_bytes()
+    result = run("keys", "generate", str(tmp_path), host)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "exists" in result.stderr and "--force" in result.stderr
+    assert (tmp_path / f"{host}.key").read_bytes() == before
+    assert run("keys", "generate", "--force", str(tmp_path), host).returncode == 0
+    assert (tmp_path / f"{host}.key").read_bytes() != before
+    bad = run("keys", "generate", str(tmp_path), "../escape")
+    assert bad.returncode == 2 and "expected a name" in bad.stderr
 
 
 def test_a_bad_flag_before_the_command_is_named():

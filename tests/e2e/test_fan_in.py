@@ -92,7 +92,7 @@ class Processes:
 
 def keys(directory: Path, *names: str) -> None:
     for name in names:
-        subprocess.run([*SNOOP, "keys", str(directory), name], check=True,
+        subprocess.run([*SNOOP, "keys", "generate", str(directory), name], check=True,
                        capture_output=True, timeout=60)
 
 
