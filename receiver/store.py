@@ -82,7 +82,9 @@ class Store(Protocol):
         """Each (path, file) of each of those workloads: a path once per workload."""
         ...
 
-    def image_paths(self, image: str) -> set[bytes]: ...
+    def image_paths(self, image: str) -> set[bytes] | None:
+        """The distinct paths of those workloads; None when there are none."""
+        ...
 
     def ping(self) -> None:
         """Raises StoreError when the database does not answer."""

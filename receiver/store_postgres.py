@@ -172,12 +172,12 @@ class PostgresStore:
                 {"image": to_db_text(image)}).fetchall()
         return [(path, file_from_values(*values)) for path, *values in rows]
 
-    def image_paths(self, image: str) -> set[bytes]:
+    def image_paths(self, image: str) -> set[bytes] | None:
         with self._transaction("read paths") as db:
-            rows = db.execute("SELECT DISTINCT f.path FROM files f JOIN workloads w ON "
-                              f"w.id = f.workload WHERE {_IMAGE}",
+            rows = db.execute("SELECT DISTINCT f.path FROM workloads w LEFT JOIN files f ON "
+                              f"f.workload = w.id WHERE {_IMAGE}",
                               {"image": to_db_text(image)}).fetchall()
-        return {path for (path,) in rows}
+        return {path for (path,) in rows if path is not None} if rows else None
 
     def ping(self) -> None:
         with self._transaction("ping") as db:

@@ -172,12 +172,12 @@ class SqliteStore:
                 (text, text)).fetchall()
         return [(path, file_from_values(*values)) for path, *values in rows]
 
-    def image_paths(self, image: str) -> set[bytes]:
+    def image_paths(self, image: str) -> set[bytes] | None:
         text = to_db_text(image)
         with self._errors("read paths"), self._transaction() as db:
-            rows = db.execute("SELECT DISTINCT f.path FROM files f JOIN workloads w ON "
-                              f"w.id = f.workload WHERE {_IMAGE}", (text, text)).fetchall()
-        return {path for (path,) in rows}
+            rows = db.execute("SELECT DISTINCT f.path FROM workloads w LEFT JOIN files f ON "
+                              f"f.workload = w.id WHERE {_IMAGE}", (text, text)).fetchall()
+        return {path for (path,) in rows if path is not None} if rows else None
 
     def ping(self) -> None:
         with self._errors("ping"):
