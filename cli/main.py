@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("snoop.slim.report_cli", "merge, diff or summarize reports"),
     "slim": ("snoop.slim.cli", "build a slim image from an image and its reports"),
     "keys": ("snoop.cli.keys", "generate CurveZMQ key pairs for tcp:// links"),
+    "receive": ("snoop.receiver.cli", "store reporters' deltas centrally, serve image reports"),
 }
 
 
