@@ -6,7 +6,10 @@
 - memory.py: the tracer's RSS after start and while tracing 100K unique paths (root);
 - processor_memory.py: the processor's memory per unique path;
 - stack.py: the whole `snoop run` stack's PSS with 100K unique files, and unique paths per
-  second from the kernel to a persisted report (root).
+  second from the kernel to a persisted report (root);
+- receiver_load.py: 1,000 reporters pushing deltas at once to two `snoop receive` on one
+  PostgreSQL: deltas/s, latency, database size, and the union checked (root: it starts
+  a private PostgreSQL as the postgres user).
 
 The benches run one at a time: each measures the machine, and another bench running
 beside it would be part of what it measured.
@@ -36,6 +39,9 @@ def benches(quick: bool, json_dir: str | None) -> list[tuple[str, list[str], boo
         ("processor_memory", ["processor_memory.py", *(["20000"] if quick else [])], False),
         ("stack", ["stack.py", *(["--paths", "20000", "--flood", "80000"] if quick else []),
                    *json_arg("stack")], True),
+        ("receiver_load", ["receiver_load.py",
+                           *(["--reporters", "200", "--deltas", "5"] if quick else []),
+                           *json_arg("receiver_load")], True),
     ]
 
 

@@ -28,6 +28,7 @@ from snoop.common.report import (
     merge_reports,
     write_atomically,
 )
+from snoop.slim import remote
 from snoop.slim.image import EntryType, ImageError, ImageTree, open_image
 from snoop.slim.image_archive import ImageWritten, file_digest, write_image
 from snoop.slim.image_config import runtime_paths, slim_config, slim_tag
@@ -49,7 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="rootfs directory, `docker save` tarball, OCI layout (dir or tar), "
                              "or plain rootfs tarball")
     parser.add_argument("--report", required=True, action="append", metavar="R",
-                        help="Snoop report (JSON); repeat to merge several")
+                        help="Snoop report (JSON), or a receiver's union for an image "
+                             "(http://recv:8787?image=IMAGE); repeat to merge several")
     parser.add_argument("--out", required=True, metavar="OUT",
                         help="output directory for keep.txt, remove.txt, slim-include-paths.txt")
     parser.add_argument("--rootfs", action="store_true",
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             raise UsageError(problem)
         includes = _includes(args.include, args.include_file)
-        reports = [load_report(path) for path in args.report]
+        reports = [remote.fetch_report(spec, os.environ) if remote.is_url(spec)
+                   else load_report(spec) for spec in args.report]
         rootfs_dir = os.path.join(args.out, "rootfs")
         if args.rootfs and os.path.isdir(rootfs_dir) and os.listdir(rootfs_dir):
             raise UsageError(f"{rootfs_dir} exists and is not empty; remove it or choose "

@@ -1,9 +1,15 @@
-"""`snoop report`: merge, diff or summarize reports.
+"""`snoop report`: merge, diff or summarize reports, from files or from a receiver.
 
     snoop report merge A.json B.json ... -o M.json   union of files, metadata and counters
     snoop report diff A.json B.json [--json]         files in one and not the other
     snoop report summary R.json [--json]             counts by directory and access kind
+    snoop report --from URL images                   the images a receiver knows
+    snoop report --from URL workloads IMAGE          its workloads, and whether complete
+    snoop report --from URL summary IMAGE            the union of an image's workloads
 
+With `--from URL` (a `snoop receive`), every REPORT argument names an image (ref or
+digest) whose report is the union the receiver answers; without it, a REPORT that is an
+http(s) URL (`http://recv:8787?image=shop:1.2`) is fetched (slim/remote.py).
 `diff` exits 0 when both reports hold the same files and 1 when they differ, as diff(1)
 does. A file that is not a report gives one line on stderr and exit code 2.
 """
@@ -29,9 +35,13 @@ from snoop.common.report import (
     path_to_json,
     write_atomically,
 )
+from snoop.slim import remote
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="from_url", metavar="URL",
+                        help="a receiver (snoop receive): REPORT arguments name images, "
+                             "answered by it [SNOOP_API_TOKEN is its token]")
     actions = parser.add_subparsers(dest="action", metavar="ACTION",
                                     parser_class=type(parser))
     actions.required = True
@@ -70,9 +80,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(action_run=_list)
 
+    known = actions.add_parser("images", help="the images a receiver knows (--from)",
+                               description="One line per image the receiver (--from URL) has "
+                                           "deltas of: its workloads and files.")
+    known.add_argument("--json", action="store_true", help="machine-readable output")
+    known.set_defaults(action_run=_images)
+
+    seen = actions.add_parser("workloads", help="an image's workloads on a receiver (--from)",
+                              description="The workloads of IMAGE the receiver (--from URL) "
+                                          "knows, with their coverage: whether the "
+                                          "observation is complete. Exit 1 when one is not.")
+    seen.add_argument("image", metavar="IMAGE")
+    seen.add_argument("--json", action="store_true", help="machine-readable output")
+    seen.set_defaults(action_run=_workloads)
+
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.action in ("images", "workloads") and not args.from_url:
+            raise ReportError(f"{args.action} asks a receiver: expected --from URL")
+        if args.from_url and not remote.is_url(args.from_url):
+            raise ReportError(f"--from {args.from_url!r}: expected an http:// or https:// URL")
         return args.action_run(args)
     except ReportError as exc:
         print(f"snoop report {args.action}: error: {exc}", file=sys.stderr)
@@ -154,19 +182,28 @@ def summarize(report: Report, depth: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- actions
 
+def _load(args: argparse.Namespace, spec: str) -> Report:
+    """A REPORT argument: an image on the --from receiver, a URL, or a file."""
+    if args.from_url:
+        return remote.image_report(args.from_url, spec, os.environ)
+    if remote.is_url(spec):
+        return remote.fetch_report(spec, os.environ)
+    return load_report(spec)
+
+
 def _merge(args: argparse.Namespace) -> int:
     problem = outputs.file_problem(args.output)
     if problem:
         print(f"snoop report merge: error: {problem}", file=sys.stderr)
         return 2
-    merged = merge_reports(load_report(path) for path in args.reports)
+    merged = merge_reports(_load(args, path) for path in args.reports)
     write_atomically(args.output, merged.dumps())
     print(f"merged {len(args.reports)} reports: {len(merged.files)} files -> {args.output}")
     return 0
 
 
 def _diff(args: argparse.Namespace) -> int:
-    only_a, only_b = diff_reports(load_report(args.a), load_report(args.b))
+    only_a, only_b = diff_reports(_load(args, args.a), _load(args, args.b))
     if args.json:
         print(json.dumps({
             "a": args.a, "b": args.b,
@@ -188,7 +225,7 @@ def _json_groups(paths: list[bytes]) -> dict[str, list[str]]:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    report = load_report(args.report)
+    report = _load(args, args.report)
     summary = summarize(report, args.depth)
     if args.json:
         print(json.dumps({"report": args.report, **summary}, indent=1, ensure_ascii=True))
@@ -269,6 +306,43 @@ def _list(args: argparse.Namespace) -> int:
     for name, error in unreadable:
         print(f"snoop report list: cannot read {name}: {error}", file=sys.stderr)
     return 1 if unreadable else 0
+
+
+def _images(args: argparse.Namespace) -> int:
+    rows = remote.images(args.from_url, os.environ)
+    if args.json:
+        print(json.dumps({"receiver": args.from_url, "images": rows}, indent=1,
+                         ensure_ascii=True))
+        return 0
+    if not rows:
+        print(f"no images on {args.from_url}")
+        return 0
+    names = [str(r.get("image_ref") or r.get("image_digest") or "(none)") for r in rows]
+    width = max(len("image"), *(len(n) for n in names))
+    print(f"{'image':<{width}}  {'workloads':>9}  {'files':>8}  last seen")
+    for name, r in zip(names, rows, strict=True):
+        print(f"{name:<{width}}  {r.get('workloads', 0):>9,}  {r.get('files', 0):>8,}  "
+              f"{r.get('last_seen', '')}")
+    return 0
+
+
+def _workloads(args: argparse.Namespace) -> int:
+    rows = remote.workloads(args.from_url, args.image, os.environ)
+    incomplete = [r for r in rows if not r.get("complete")]
+    if args.json:
+        print(json.dumps({"receiver": args.from_url, "image": args.image, "workloads": rows},
+                         indent=1, ensure_ascii=True))
+        return 1 if incomplete else 0
+    names = [f"{r.get('origin', '')}:{r.get('name') or r.get('workload_id', '')}" for r in rows]
+    width = max([len("workload"), *(len(n) for n in names)])
+    print(f"{'workload':<{width}}  {'files':>8}  {'complete':<8}  last updated")
+    for name, r in zip(names, rows, strict=True):
+        print(f"{name:<{width}}  {r.get('files', 0):>8,}  "
+              f"{'yes' if r.get('complete') else 'NO':<8}  {r.get('last_updated_at', '')}")
+    if incomplete:
+        print(f"{len(incomplete)} of {len(rows)} workloads may miss files: see their coverage "
+              "(--json)")
+    return 1 if incomplete else 0
 
 
 def _show(path: bytes) -> str:
