@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 import yaml
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -68,7 +69,10 @@ class _Receiver:
             raise IntakeError(403, Rejection.FORBIDDEN, "token not allowed")
 
     def image_param(self, request: Request, name: str = "image") -> str:
-        value = request.query_params.get(name, "")
+        # Percent-escaped bytes that are not UTF-8 read as U+DCHH, as in report JSON.
+        query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"),
+                         encoding="utf-8", errors="surrogateescape")
+        value = query.get(name, [""])[-1]
         if not value:
             raise IntakeError(400, Rejection.INVALID,
                               f"{name}: required, an image_ref or image_digest")
