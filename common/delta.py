@@ -77,6 +77,40 @@ def _name(data: dict, field: str) -> str:
     return value
 
 
+_REPORT_TEXT = ("workload", "workload_key", "container_id", "cgroup_path", "image_ref",
+                "image_digest", "pod_name", "namespace")
+_REPORT_OBJECTS = ("labels", "file_details", "coverage")
+
+
+def _check_report_shape(report: Any) -> None:
+    """What Report.from_json reads leniently from a file on disk (a number as a name, null
+    as no labels, one kind for a list of them), a delta may not hold: a receiver stores
+    what was sent or nothing."""
+    if not isinstance(report, dict):
+        return  # from_json says what is wrong
+    if "schema" in report and type(report["schema"]) is not int:
+        raise DeltaError("report.schema: expected 1")
+    for name in _REPORT_TEXT:
+        if name in report and not isinstance(report[name], str):
+            raise DeltaError(f"report.{name}: expected a string")
+    for name in ("started_at", "last_updated_at"):
+        if name in report and not (isinstance(report[name], str) and report[name]):
+            raise DeltaError(f"report.{name}: expected an ISO 8601 time")
+    dropped = report.get("dropped_events", 0)  # read only when coverage is missing
+    if type(dropped) is not int or dropped < 0:
+        raise DeltaError("report.dropped_events: expected a count")
+    for name in _REPORT_OBJECTS:
+        if name in report and not isinstance(report[name], dict):
+            raise DeltaError(f"report.{name}: expected an object")
+    if not all(isinstance(value, str) for value in report.get("labels", {}).values()):
+        raise DeltaError("report.labels: expected string values")
+    for path, detail in report.get("file_details", {}).items():
+        if not isinstance(detail, dict):
+            raise DeltaError(f"report.file_details[{path[:80]!r}]: expected an object")
+        if "kinds" in detail and not isinstance(detail["kinds"], list):
+            raise DeltaError(f"report.file_details[{path[:80]!r}].kinds: expected a list")
+
+
 def decode_delta(body: bytes | str) -> Delta:
     """A delta from its JSON body, strictly: anything unreadable is a DeltaError, so a
     receiver never stores half of what was meant."""
@@ -86,12 +120,13 @@ def decode_delta(body: bytes | str) -> Delta:
         raise DeltaError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DeltaError("expected a JSON object")
-    if data.get("delta_schema") != DELTA_SCHEMA:
+    if type(data.get("delta_schema")) is not int or data["delta_schema"] != DELTA_SCHEMA:
         raise DeltaError(f"delta_schema: {str(data.get('delta_schema'))[:20]!r}, "
                          f"expected {DELTA_SCHEMA}")
     full = data.get("full")
     if not isinstance(full, bool):
         raise DeltaError("full: expected true or false")
+    _check_report_shape(data.get("report"))
     try:
         report = Report.from_json(data.get("report"))
     except ReportError as exc:
