@@ -295,6 +295,14 @@ def test_oversize_body(store_url):
     (json.dumps({"delta_schema": 1, "full": True, "origin": "o", "workload_id": "w",
                  "report": {"files": ["/a"], "file_details": {"/a": {"kinds": ["fly"]}}}}
                 ).encode(), "kind"),
+    (json.dumps({"delta_schema": True, "full": True, "origin": "o", "workload_id": "w",
+                 "report": {"files": []}}).encode(), "delta_schema"),
+    (json.dumps({"delta_schema": 1, "full": True, "origin": "o", "workload_id": "w",
+                 "report": {"files": [], "workload": {"a": 1}}}).encode(), "report.workload"),
+    (json.dumps({"delta_schema": 1, "full": True, "origin": "o", "workload_id": "w",
+                 "report": {"files": [], "coverage": None}}).encode(), "report.coverage"),
+    (json.dumps({"delta_schema": 1, "full": True, "origin": "o", "workload_id": "w",
+                 "report": {"files": [], "labels": {"a": 1}}}).encode(), "report.labels"),
 ])
 def test_invalid_delta_names_the_field(api, body, field):
     reply = api.post(body)
