@@ -58,10 +58,6 @@ def image_report(image: str, workloads: list[WorkloadRecord],
     return data
 
 
-def coverage_json(coverage: Coverage) -> dict[str, Any]:
-    return coverage.to_json()
-
-
 def is_complete(coverage: Coverage) -> bool:
     """Nothing may be missing: every counter 0, no time without a tracer."""
     return not any(coverage.counters().values()) and not coverage.unobserved
@@ -82,7 +78,7 @@ def workloads_json(image: str, workloads: Iterable[WorkloadRecord]) -> dict[str,
         "last_received": iso_time(record.last_received),
         "files": record.files,
         "total_events": record.head.total_events,
-        "coverage": coverage_json(record.head.coverage),
+        "coverage": record.head.coverage.to_json(),
         "complete": is_complete(record.head.coverage),
     } for record in workloads]}
 

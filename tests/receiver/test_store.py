@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -144,3 +145,19 @@ def test_two_receivers_on_one_postgresql_store_concurrent_deltas(postgres_server
             newest = max(n for n in range(200)
                          if (f"node-{n % 3}", f"w{n % 20}") == key)
             assert workload["total_events"] == newest  # the newest delta's head won
+
+
+def test_a_delta_of_10000_files_is_stored_in_well_under_a_second(postgres_server):
+    store = open_store(postgres_server.new_database())
+    try:
+        paths = [f"/usr/lib/python3/dist-packages/pkg{i // 50}/m{i}.py" for i in range(10_000)]
+        first = make_delta({p: file(READ, last=100.0) for p in paths}, updated=100.0)
+        again = make_delta({p: file(STAT, last=200.0) for p in paths}, updated=200.0)
+        for n, delta in enumerate((first, again)):  # new rows, then every row changed
+            start = time.monotonic()
+            assert store.store_delta(delta, f"k{n}", f"h{n}", 1.0).files == 10_000
+            elapsed = time.monotonic() - start
+            assert elapsed < 1.0, f"{elapsed:.2f} s"
+        assert {row.kinds for _, row in store.image_files("app:1")} == {READ | STAT}
+    finally:
+        store.close()

@@ -151,8 +151,17 @@ def _stop(server: PostgresServer) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+        while time.monotonic() < deadline and _running(pid):
             time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: the postmaster's parent is init, which may reap it late."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def stop_server(server: PostgresServer) -> None:
