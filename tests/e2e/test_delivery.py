@@ -217,6 +217,23 @@ def test_an_outage_of_30_s_delivers_every_delta_once(stack: Stack) -> None:
     assert_delivered_once(stack, sent)
 
 
+def documented_reporter_metrics() -> dict[str, str]:
+    """The reporter's rows of docs/metrics.md, those only with an API endpoint included."""
+    doc = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+    rows = re.findall(r"^\| `([a-z_]+)(?:\{[a-z_]+\})?` \| (counter|gauge) \| ([^|]+) \|",
+                      doc.read_text(), re.M)
+    return {name: kind for name, kind, where in rows
+            if "reporter" in [w.strip().split(" ")[0] for w in where.split(",")]}
+
+
+def test_a_pushing_reporter_exposes_the_documented_metrics(stack: Stack) -> None:
+    stack.start_reporter()
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.reporter_port}/metrics",
+                                timeout=5) as reply:
+        families = dict(re.findall(r"^# TYPE (\S+) (\S+)$", reply.read().decode(), re.M))
+    assert families == documented_reporter_metrics()
+
+
 def test_a_sigkilled_reporter_delivers_its_spool_after_the_restart(stack: Stack) -> None:
     stack.start_processor()
     stack.start_reporter()
