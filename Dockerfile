@@ -1,6 +1,7 @@
 # Snoop: tracer, processor and reporter in one image. `snoop run` (the default command)
 # runs all three under supervisord: the simple sidecar. `snoop tracer`, `snoop processor`
-# and `snoop reporter` run one each: the split-privilege layout.
+# and `snoop reporter` run one each: the split-privilege layout. `snoop receive` is the
+# central receiver the reporters push to (docs/receiver.md).
 #
 # Kernel headers are NOT in the image: bcc compiles the BPF program at start against the
 # headers of the kernel it runs on, so mount the host's /lib/modules and /usr/src
@@ -40,6 +41,7 @@ COPY common /src/common
 COPY tracer /src/tracer
 COPY processor /src/processor
 COPY reporter /src/reporter
+COPY receiver /src/receiver
 COPY slim /src/slim
 RUN /opt/snoop/bin/pip install -q --no-deps --no-build-isolation /src
 

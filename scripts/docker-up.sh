@@ -29,7 +29,7 @@ IMAGE_CACHE="${SNOOP_IMAGE_CACHE:-}"
 CACHED_IMAGES_KEPT=3
 # The build context: what the Dockerfile COPYs (keep in step with .dockerignore).
 CONTEXT=(Dockerfile .dockerignore pyproject.toml snoop_pkg cli common tracer processor
-         reporter slim deploy/ca-certificates)
+         reporter receiver slim deploy/ca-certificates)
 # Classic builder: a tar context on stdin and --network host on a 20.10 engine, no buildx.
 export DOCKER_BUILDKIT=0
 
