@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from snoop.common.report import Report, ReportError
+from snoop.common.report import MAX_INTERVALS, Report, ReportError
 
 DELTA_SCHEMA = 1
 MAX_NAME = 1024  # origin and workload_id, in characters
@@ -102,6 +102,11 @@ def _check_report_shape(report: Any) -> None:
     for name in _REPORT_OBJECTS:
         if name in report and not isinstance(report[name], dict):
             raise DeltaError(f"report.{name}: expected an object")
+    unobserved = report.get("coverage", {}).get("unobserved")
+    if isinstance(unobserved, list) and len(unobserved) > MAX_INTERVALS:
+        # No reporter sends more (merge_intervals joins them), and joining them is work.
+        raise DeltaError(f"report.coverage.unobserved: {len(unobserved)} intervals, "
+                         f"expected at most {MAX_INTERVALS}")
     if not all(isinstance(value, str) for value in report.get("labels", {}).values()):
         raise DeltaError("report.labels: expected string values")
     for path, detail in report.get("file_details", {}).items():
