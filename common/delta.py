@@ -120,6 +120,13 @@ def decode_delta(body: bytes | str) -> Delta:
     """A delta from its JSON body, strictly: anything unreadable is a DeltaError, so a
     receiver never stores half of what was meant."""
     try:
+        return _decode(body)
+    except RecursionError:  # json.loads, or reading what it built: arrays in arrays ...
+        raise DeltaError("body: nested too deeply") from None
+
+
+def _decode(body: bytes | str) -> Delta:
+    try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DeltaError(f"not JSON: {exc}") from None

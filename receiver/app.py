@@ -174,7 +174,8 @@ class _Receiver:
 
     @staticmethod
     def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("request failed", extra={"path": request.url.path})
+        # Called after the failed handler's `except` has ended: exc_info must be explicit.
+        log.error("request failed", exc_info=exc, extra={"path": request.url.path})
         return error(500, "internal error")
 
 

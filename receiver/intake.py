@@ -8,6 +8,7 @@ metrics count; the message is the one line the client gets back.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import zlib
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 from snoop.common.delta import Delta, DeltaError, decode_delta
 from snoop.receiver.metrics import Rejection
 
+log = logging.getLogger("snoop.receiver")
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 
@@ -101,3 +103,11 @@ def parse_delta(body: bytes) -> Delta:
         return decode_delta(body)
     except DeltaError as exc:
         raise IntakeError(400, Rejection.INVALID, " ".join(str(exc).split())) from None
+    except MemoryError:
+        raise  # the receiver's trouble, not the delta's: a 500, which reporters retry
+    except Exception as exc:
+        # A body the decoder did not foresee is still the body's fault: a 400 in one
+        # line, never a 500 with a traceback; the traceback goes to the log.
+        log.exception("delta unreadable")
+        raise IntakeError(400, Rejection.INVALID,
+                          f"body: not a readable delta ({exc.__class__.__name__})") from None

@@ -28,3 +28,14 @@ def test_at_most_max_intervals_unobserved():
     with pytest.raises(DeltaError, match=r"report\.coverage\.unobserved: 20000 intervals"):
         decode_delta(_body(coverage={"unobserved": _intervals(20_000)}))
     assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize("depth", [990, 100_000])
+def test_deep_nesting_is_a_delta_error(depth):
+    nested = "[" * depth + "]" * depth
+    for body in (_body().replace(b'"files": []', f'"files": {nested}'.encode()),
+                 _body().replace(b'"files": []', f'"files": [], "coverage": {{"unobserved": '
+                                 f'[{nested}]}}'.encode()),
+                 nested.encode()):
+        with pytest.raises(DeltaError):
+            decode_delta(body)

@@ -313,6 +313,35 @@ def test_invalid_delta_names_the_field(api, body, field):
     assert api.json("/v1/images") == {"images": []}
 
 
+def test_deeply_nested_json_is_refused(api):
+    nested = b"[" * 100_000 + b"]" * 100_000
+    for body in (nested, b'{"delta_schema": 1, "report": {"files": ' + nested + b"}}"):
+        reply = api.post(body, compress=True)
+        assert reply.status_code == 400 and "nested too deeply" in reply.json()["error"]
+    assert api.metric("snoop_receiver_requests_rejected_total", reason="invalid") == 2
+
+
+def test_an_unforeseen_error_is_a_one_line_answer(api, monkeypatch, caplog):
+    def unforeseen(body: bytes) -> Delta:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr("snoop.receiver.intake.decode_delta", unforeseen)
+    reply = api.post(make_delta({"/a": file()}))
+    assert reply.status_code == 400
+    assert reply.json() == {"error": "body: not a readable delta (KeyError)"}
+    assert "Traceback" in caplog.text  # in the log, not in the answer
+    monkeypatch.undo()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("/secret/path line 3")
+
+    monkeypatch.setattr(api.store, "store_delta", broken)
+    caplog.clear()
+    reply = api.post(make_delta({"/a": file()}))
+    assert reply.status_code == 500 and reply.json() == {"error": "internal error"}
+    assert "RuntimeError: /secret/path line 3" in caplog.text
+
+
 @pytest.mark.parametrize("key", [None, "", "has space", "x" * 129, "ключ".encode()])
 def test_bad_idempotency_key(api, key):
     headers = {"Idempotency-Key": key} if key is not None else {}
