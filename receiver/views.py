@@ -8,9 +8,17 @@ An image's report is a common/report.py report (Report.to_json), so `snoop slim`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import fields
 from typing import Any
 
-from snoop.common.report import Coverage, Report, add_counts, iso_time, path_to_json
+from snoop.common.report import (
+    Coverage,
+    Report,
+    add_counts,
+    iso_time,
+    merge_intervals,
+    path_to_json,
+)
 from snoop.receiver.merge import FileRow, earliest, merge_files
 from snoop.receiver.store import ImageSummary, WorkloadRecord
 
@@ -30,20 +38,49 @@ def _chosen(image: str, values: set[str]) -> str:
     return next(iter(values)) if len(values) == 1 else ""
 
 
+# Counters a reporter writes, the same, into every report it keeps (reporter/store.py
+# render(): its tracers' totals and the messages lost between its processes), since
+# nobody can tell whose events were lost. Every other counter is the workload's own.
+REPORTER_WIDE = ("kernel_dropped", "read_failures", "pending_dropped", "message_gaps",
+                 "invalid_messages")
+PER_WORKLOAD = tuple(f.name for f in fields(Coverage)
+                     if f.name not in REPORTER_WIDE and f.name != "unobserved")
+
+
+def image_coverage(workloads: list[WorkloadRecord]) -> Coverage:
+    """What may be missing from an image's union: each workload's own counters summed;
+    a reporter-wide counter once per reporter (its origin), the largest its workloads
+    hold (it only grows, so that is the newest), summed over origins; the unobserved
+    intervals unioned. Summed per workload, one lost event would count once per
+    workload of its node."""
+    coverage = Coverage()
+    by_origin: dict[str, dict[str, int]] = {}
+    heads = [record.head.coverage for record in workloads]
+    for record, head in zip(workloads, heads, strict=True):
+        for name in PER_WORKLOAD:
+            setattr(coverage, name, add_counts(getattr(coverage, name), getattr(head, name)))
+        wide = by_origin.setdefault(record.origin, dict.fromkeys(REPORTER_WIDE, 0))
+        for name in REPORTER_WIDE:
+            wide[name] = max(wide[name], getattr(head, name))
+    coverage.unobserved = merge_intervals(*(head.unobserved for head in heads))
+    for wide in by_origin.values():
+        for name in REPORTER_WIDE:
+            setattr(coverage, name, add_counts(getattr(coverage, name), wide[name]))
+    return coverage
+
+
 def image_report(image: str, workloads: list[WorkloadRecord],
                  files: Iterable[tuple[bytes, FileRow]]) -> dict[str, Any]:
     """The union of every file of the image's workloads, as report JSON."""
     report = Report(workload=f"image {image}",
                     image_ref=_chosen(image, {w.head.image_ref for w in workloads}),
                     image_digest=_chosen(image, {w.head.image_digest for w in workloads}))
-    coverage = Coverage()
     for record in workloads:
         head = record.head
-        coverage.add(head.coverage)
         report.total_events = add_counts(report.total_events, head.total_events)
         report.started_at = earliest(report.started_at, head.started_at)
         report.last_updated_at = max(report.last_updated_at, head.last_updated_at)
-    report.coverage = coverage
+    report.coverage = image_coverage(workloads)
     merged: dict[bytes, FileRow] = {}
     users: dict[bytes, int] = {}
     for path, row in files:

@@ -166,11 +166,11 @@ def test_union_per_image_over_workloads_and_origins(api):
     assert api.get("/v1/report", image="nope:1").status_code == 404
 
 
-def test_coverage_of_an_image_report_is_the_sum(api):
+def test_coverage_of_an_image_report(api):
     api.post(make_delta({"/a": file()}, workload_id="c1",
                         coverage=Coverage(kernel_dropped=2, io_uring_ops=1,
                                           unobserved=((T0, T0 + 5),))))
-    api.post(make_delta({"/b": file()}, workload_id="c2",
+    api.post(make_delta({"/b": file()}, workload_id="c2", origin="node-b",
                         coverage=Coverage(kernel_dropped=3, unobserved=((T0 + 3, T0 + 9),))))
     api.post(make_delta({"/c": file()}, workload_id="c3"))
     report = report_of(api, "app:1")
@@ -181,7 +181,41 @@ def test_coverage_of_an_image_report_is_the_sum(api):
     assert [workloads[k]["complete"] for k in ("c1", "c2", "c3")] == [False, False, True]
     assert workloads["c1"]["coverage"]["unobserved"] == [
         ["2023-11-14T22:13:20.000Z", "2023-11-14T22:13:25.000Z"]]
-    assert workloads["c2"]["files"] == 1 and workloads["c2"]["origin"] == "node-a"
+    assert workloads["c2"]["files"] == 1 and workloads["c2"]["origin"] == "node-b"
+
+
+def test_reporter_wide_counters_count_once_per_origin(api):
+    """A reporter writes its tracers' totals and its lost messages into every report: three
+    workloads of one node that lost 5 events lost 5, not 15."""
+    wide = {"kernel_dropped": 5, "read_failures": 4, "pending_dropped": 3, "message_gaps": 2,
+            "invalid_messages": 1}
+    own = {"unresolved_paths": 1, "unique_file_cap_hits": 2, "paths_too_long": 3,
+           "uncertain_paths": 4, "io_uring_ops": 5}
+    for index, workload_id in enumerate(("c1", "c2", "c3")):
+        # An older report of the node's (c3) has smaller totals: the largest is the newest.
+        older = {name: value - 1 for name, value in wide.items()} if index == 2 else wide
+        api.post(make_delta({f"/{workload_id}": file()}, workload_id=workload_id,
+                            coverage=Coverage(**older, **own,
+                                              unobserved=((T0 + index, T0 + index + 0.5),))))
+    api.post(make_delta({"/d1": file()}, origin="node-b", workload_id="d1",
+                        coverage=Coverage(kernel_dropped=7, io_uring_ops=1)))
+    coverage = report_of(api, "app:1").coverage
+    assert coverage.counters() == {**{name: value for name, value in wide.items()},
+                                   "kernel_dropped": 5 + 7,
+                                   **{name: 3 * value for name, value in own.items()},
+                                   "io_uring_ops": 3 * 5 + 1}
+    assert coverage.unobserved == ((T0, T0 + 0.5), (T0 + 1, T0 + 1.5), (T0 + 2, T0 + 2.5))
+    data = api.json("/v1/report", image="app:1")
+    assert data["dropped_events"] == 5 + 7 + 3 + 0
+
+
+def test_every_coverage_counter_is_reporter_wide_or_per_workload():
+    from snoop.receiver.views import PER_WORKLOAD, REPORTER_WIDE
+    from snoop.reporter.store import TRACER_FIELDS
+
+    assert set(TRACER_FIELDS) <= set(REPORTER_WIDE)
+    assert {"message_gaps", "invalid_messages"} <= set(REPORTER_WIDE)
+    assert sorted(REPORTER_WIDE + PER_WORKLOAD) == sorted(Coverage().counters())
 
 
 def test_workloads_fields(api):
