@@ -18,6 +18,7 @@ import ipaddress
 import os
 import re
 import stat
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -240,8 +241,26 @@ def parse_file(text: str) -> str:
 
 def parse_url(text: str) -> str:
     value = text.strip()
-    if value and not re.match(r"^https?://[^\s/]+", value):
+    if not value:
+        return value
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018  (raises on a port that is no number or out of range)
+    except ValueError:
+        raise ValueError("an http:// or https:// URL") from None
+    if (parts.scheme not in ("http", "https") or not parts.hostname
+            or re.search(r"\s", value)):
         raise ValueError("an http:// or https:// URL")
+    return value
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")  # RFC 6750's b64token
+
+
+def parse_token(text: str) -> str:
+    value = text.strip()
+    if value and not _TOKEN.match(value):
+        raise ValueError("a bearer token of letters, digits and -._~+/ (RFC 6750)")
     return value
 
 
@@ -290,7 +309,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("report_interval", parse_duration, "how often reports are written"),
     Option("api_endpoint", parse_url,
            "URL the reporter POSTs deltas to (a bare http(s)://HOST:PORT gets /v1/deltas)"),
-    Option("api_token", str.strip, "bearer token for the API endpoint", secret=True),
+    Option("api_token", parse_token, "bearer token for the API endpoint", secret=True),
     Option("api_ca_file", parse_file,
            "CA bundle that verifies the API endpoint's TLS certificate (default: the system's)"),
     Option("api_tls_verify", parse_bool,

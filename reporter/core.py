@@ -162,13 +162,16 @@ class Reporter:
         with self.lock:
             return 0 if self.deltas is None else self.deltas.snapshots_due(self.store)
 
-    def write_round(self) -> bool | None:
+    def write_round(self, final: bool = False) -> bool | None:
         """Write what changed. True: all on disk; False: failed (retry later); None: idle.
 
-        With a push configured, the round's deltas are spooled first: see deltas.py."""
+        With a push configured, the round's deltas are spooled first: see deltas.py.
+        `final`: the last round before a stop."""
         with self.lock:
-            spool_due = (self.deltas is not None and self.deltas.snapshots_due(self.store)
-                         and self.deltas.spool.room_for_snapshot())
+            deltas = self.deltas
+            spool_due = deltas is not None and (
+                deltas.heads_due() or deltas.snapshots_due(self.store)
+                and (deltas.spool.snapshot_budget() > 0 or deltas.spool.empty()))
             if not self.pending() and not spool_due:
                 return None
             taken = self.checkpoints.take_received()
@@ -177,7 +180,7 @@ class Reporter:
             spooled = 0
             if self.deltas is not None:
                 try:
-                    spooled = self.deltas.spool_round(self.store, texts)
+                    spooled = self.deltas.spool_round(self.store, texts, final=final)
                 except OSError as exc:
                     error = (self.deltas.spool.directory, exc)
             for key, text in texts.items() if error is None else ():

@@ -177,9 +177,9 @@ class DurableReporter(Reporter):
 
     # ------------------------------------------------------------ output
 
-    def write_round(self) -> bool | None:
+    def write_round(self, final: bool = False) -> bool | None:
         with self.lock:
-            ok = super().write_round()
+            ok = super().write_round(final)
             if ok:
                 try:
                     self.journal.reset()

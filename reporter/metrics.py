@@ -75,11 +75,13 @@ class ReporterCollector(Collector):
                 ("snoop_report_pushes", "deltas delivered to the API endpoint", pushes.pushed),
                 ("snoop_report_push_errors", "failed POST attempts (no reply, 408, 429, 5xx), "
                  "retried with backoff", pushes.errors),
-                ("snoop_report_push_auth_failures", "POSTs answered 401 or 403, retried "
-                 "every few minutes", pushes.auth_failures),
+                ("snoop_report_push_refusals", "POSTs the endpoint refused as a whole (3xx, "
+                 "401, 403, 404, 405, 421: a wrong token or URL), retried every few minutes",
+                 pushes.refusals),
                 ("snoop_report_push_splits", "deltas split in two after a 413", pushes.splits),
-                ("snoop_report_push_rejected", "deltas the endpoint refused for good (3xx, "
-                 "4xx but 401, 403, 408, 413 and 429), set aside in the spool's rejected/",
+                ("snoop_report_push_rejected", "deltas the endpoint refused for good (4xx "
+                 "but 401, 403, 404, 405, 408, 421, 429; 413 after splits), set aside in the "
+                 "spool's rejected/; their workloads are sent in full again",
                  pushes.rejected),
                 ("snoop_report_push_too_large", "single-file deltas still refused with 413, "
                  "set aside", pushes.too_large),

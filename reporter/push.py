@@ -11,11 +11,17 @@ unless switched off. By the reply:
   (seconds or an HTTP date, at most 10 minutes).
 - 413: the delta is split in two and both halves take its place; a delta of one file
   that is still too large is set aside (below).
-- 401, 403: kept; logged once and counted, then tried again every 5 minutes, not in a
-  loop: a token fixed on the endpoint's side lets the spool drain.
-- any other status (3xx, 400, 415, 422 …): the endpoint will never take this delta, so
-  it is set aside, gzip as sent, in `<spool>/rejected/` (the newest 100 are kept),
-  counted and logged with the endpoint's error; the next one is tried.
+- 3xx, 401, 403, 404, 405, 421: the endpoint refuses every delta, not this one (a wrong
+  token, a wrong URL, a redirect a POST must not follow): kept; logged once and counted,
+  then tried again every 5 minutes, not in a loop, so a fix on either side lets the
+  spool drain.
+- any other 4xx (400, 409, 415, 422 …): the endpoint will never take this delta. It is
+  set aside, gzip as sent, in `<spool>/rejected/` (the newest 100 are kept), counted and
+  logged with the endpoint's error, and its workload is sent in full again later (the
+  spool forgets it), so its files are not lost with it; a refused snapshot is not
+  sent again. The next delta is tried.
+- anything else going wrong in the pusher itself is logged, counted as an error and
+  backed off from: the thread never dies.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import random
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -37,7 +44,7 @@ import httpx
 
 from snoop.common.delta import DeltaError, decode_delta
 from snoop.common.report import write_atomically
-from snoop.reporter.spool import Spool, SpoolRecord
+from snoop.reporter.spool import Prepared, Spool, SpoolRecord
 
 log = logging.getLogger("snoop.reporter")
 
@@ -50,7 +57,7 @@ TIMEOUT = 10.0
 KEEP_REJECTED = 100
 RETRY_STATUSES = frozenset({408, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
-AUTH_STATUSES = frozenset({401, 403})
+ENDPOINT_REFUSALS = frozenset({401, 403, 404, 405, 421})
 DELTAS_PATH = "/v1/deltas"
 
 
@@ -67,7 +74,7 @@ def delta_url(endpoint: str) -> str:
 class PushCounts:
     pushed: int = 0  # deltas delivered
     errors: int = 0  # failed attempts that will be retried
-    auth_failures: int = 0  # attempts answered 401 or 403 (retried slowly)
+    refusals: int = 0  # attempts the endpoint refused as a whole (retried slowly)
     splits: int = 0  # deltas split in two after a 413
     rejected: int = 0  # deltas the endpoint refused for good, set aside
     too_large: int = 0  # of those, single files still refused with 413
@@ -156,7 +163,11 @@ class Pusher:
             delay = self._not_before - self._clock()
             record = self.spool.peek() if delay <= 0 else None
             if record is not None:
-                self._push(record)
+                try:
+                    self._push(record)
+                except Exception as exc:  # noqa: BLE001  (the thread must not die)
+                    log.exception("push failed unexpectedly; retrying")
+                    self._retry(f"{exc.__class__.__name__}: {exc}", None)
                 continue
             if self._stop.is_set():
                 return  # nothing waiting, or backing off: stop now, not after the backoff
@@ -184,14 +195,16 @@ class Pusher:
                 wait = retry_after_seconds(reply.headers.get("Retry-After"), self._wall(),
                                            self.max_retry_after)
             self._retry(f"HTTP {status}", wait)
-        elif status in AUTH_STATUSES:
-            self.counts.auth_failures += 1
+        elif status in ENDPOINT_REFUSALS or 300 <= status < 400:
+            self.counts.refusals += 1
             self._not_before = self._clock() + self.auth_retry
             why = f"HTTP {status}"
             if self._failing != why:
-                log.error("API endpoint refuses this reporter's token; deltas stay spooled "
-                          "and are tried again every few minutes (check SNOOP_API_TOKEN)",
+                log.error("API endpoint refuses every delta: check SNOOP_API_TOKEN (401, "
+                          "403) or SNOOP_API_ENDPOINT (3xx, 404, 405, 421); deltas stay "
+                          "spooled and are tried again every few minutes",
                           extra={"url": self.url, "status": status,
+                                 "location": reply.headers.get("Location", ""),
                                  "retry_in": self.auth_retry})
             self._failing = why
         elif status == 413:
@@ -223,7 +236,7 @@ class Pusher:
     def _split(self, record: SpoolRecord, reply: httpx.Response) -> None:
         try:
             delta = decode_delta(gzip.decompress(record.body))
-        except (DeltaError, OSError, EOFError) as exc:
+        except (DeltaError, OSError, EOFError, zlib.error) as exc:
             log.error("spooled delta unreadable; set aside", extra={"error": str(exc)})
             self._set_aside(record, reply.status_code, reply)
             return
@@ -233,8 +246,11 @@ class Pusher:
             return
         first, second = delta.split()
         try:
-            self.spool.replace(record, [(delta.workload_id, first.encode()),
-                                        (delta.workload_id, second.encode())])
+            # The halves of a snapshot still count as one: a part of it refused for good
+            # is not followed by another snapshot, which the same part would fail again.
+            self.spool.replace(record, [
+                Prepared.of(delta.workload_id, first.encode(), record.full),
+                Prepared.of(delta.workload_id, second.encode(), record.full)])
         except OSError as exc:
             self._retry(f"cannot spool the halves of a delta too large: {exc}", None)
             return
@@ -254,7 +270,10 @@ class Pusher:
             kept = f"(not kept: {exc.strerror or exc})"
         log.error("API endpoint refused a delta for good; set aside, not retried",
                   extra={"url": self.url, "workload": record.workload_id, "status": status,
-                         "error": reply.text[:200], "kept_as": kept})
+                         "error": reply.text[:200], "kept_as": kept,
+                         "resent_in_full": not record.full})
+        if not record.full:
+            self.spool.forget(record.workload_id)
         self.spool.done(record)
 
 

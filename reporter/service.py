@@ -36,7 +36,7 @@ from snoop.common.transport import (
 from snoop.reporter import metrics
 from snoop.reporter.deltas import DeltaSpooler
 from snoop.reporter.durable import SYNC_EVERY, DurableReporter
-from snoop.reporter.push import Pusher, new_client
+from snoop.reporter.push import Pusher, delta_url, new_client
 from snoop.reporter.spool import Spool
 from snoop.reporter.writer import ReportFiles, UnreadableReport
 
@@ -64,9 +64,15 @@ def new_pusher(config: Config, spool: Spool) -> Pusher:
     return Pusher(config.api_endpoint, config.api_token, spool, client=new_client(verify))
 
 
-def origin(config: Config) -> str:
-    """What deltas name this reporter by: with a workload id, a workload fleet-wide."""
-    return config.node_name or socket.gethostname()
+def open_spool(config: Config, directory: str) -> Spool:
+    """The push spool, with the origin deltas name this reporter by (with a workload id,
+    a workload fleet-wide): SNOOP_NODE_NAME, else the one the spool was first opened
+    with, else the host name. Kept, so a host renamed (a pod rescheduled) is no new
+    origin."""
+    spool = Spool(directory, config.spool_max_bytes, origin=config.node_name,
+                  endpoint=delta_url(config.api_endpoint)).open()
+    spool.origin = spool.origin or socket.gethostname()
+    return spool
 
 
 def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | None = None,
@@ -79,9 +85,9 @@ def serve(config: Config, stop: threading.Event, registry: CollectorRegistry | N
     try:
         if config.api_endpoint:
             files.prepare()
-            spool = Spool(files.spool_dir, config.spool_max_bytes).open()
+            spool = open_spool(config, files.spool_dir)
             pusher = make_pusher(config, spool)
-            deltas = DeltaSpooler(origin(config), spool)
+            deltas = DeltaSpooler(spool)
     except OSError as exc:
         log.error("cannot use the push spool", extra={"path": files.spool_dir,
                                                         "error": str(exc)})
@@ -195,7 +201,7 @@ def _finish(reporter: DurableReporter, receiver: Receiver, publisher: Sender,
         if received is None:
             break
         _apply(reporter, receiver, received)
-    ok = reporter.write_round()
+    ok = reporter.write_round(final=True)
     reporter.sync_journal()  # when the write failed, the journal still confirms
     publisher.send(reporter.checkpoint())
     log.info("reporter stopped", extra={"final_write": {True: "ok", False: "failed",

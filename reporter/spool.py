@@ -2,21 +2,25 @@
 restarts.
 
 A write round appends its deltas as one segment file, `<seq>-<count>.seg` (a msgpack
-stream of `[workload_id, idempotency key, gzip body]`), written to a temp file, fsynced
-and renamed, so a segment is whole or absent. The pusher sends records oldest first;
+stream of `[workload_id, idempotency key, gzip body, full]`), written to a temp file,
+fsynced and renamed, so a segment is whole or absent. The pusher sends records oldest first;
 a segment is deleted once each of its records is delivered or given up. After a
 restart, the records of a segment already sent are sent again: their idempotency key
 makes the receiver drop them.
 
 `known` holds the workloads whose every file some spooled delta carries (a full
 snapshot, or the first delta of a new report): deltas of the rest would leave files out.
-It is kept in `state.json`, written after the segment that made it true.
+It is kept in `state.json`, written after the segment that made it true, with the
+`origin` the deltas name this reporter by and the `endpoint` they go to: a spool opened
+for another endpoint knows nothing, so every report is sent there in full.
 
-Bound: when the spool holds more than `max_bytes`, the oldest segments are dropped
-whole, and their workloads leave `known`, so each gets one full snapshot (its report,
-which holds every file) once there is room again (`room_for_snapshot`). Nothing is lost
-that way, only sent later; the newest segment is never dropped, so the spool may go one
-round's worth beyond the bound.
+Bound: when the undelivered deltas take more than `max_bytes`, the oldest segments are
+dropped whole. A workload with an undelivered delta in them leaves `known` (unless a
+newer segment holds a snapshot of it), so it gets one full snapshot (its report, which
+holds every file) once there is room again (`snapshot_budget`). Nothing is lost that
+way, only sent later; the newest segment is never dropped, so the spool may go one
+round's worth beyond the bound. If `state.json` cannot be written, the dropped segments
+stay on disk: the next start sends them again rather than trust a stale `known`.
 """
 
 from __future__ import annotations
@@ -50,6 +54,22 @@ class SpoolRecord:
     workload_id: str
     key: str  # the idempotency key: delta_key() of the uncompressed body
     body: bytes  # gzip
+    full: bool = False  # a snapshot: every file of its workload
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A delta compressed and keyed, ready to append."""
+
+    workload_id: str
+    key: str
+    body: bytes  # gzip
+    full: bool
+
+    @classmethod
+    def of(cls, workload_id: str, body: bytes, full: bool = False) -> Prepared:
+        return cls(workload_id, delta_key(body), gzip.compress(body, GZIP_LEVEL, mtime=0),
+                   full)
 
 
 @dataclass
@@ -65,12 +85,21 @@ class _Segment:
     count: int
     size: int
     done: set[int] = field(default_factory=set)
+    done_bytes: int = 0  # of `size`, what delivered records took
+    snapshots: set[str] = field(default_factory=set)  # workloads with a full record here
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.size - self.done_bytes
 
 
 class Spool:
-    def __init__(self, directory: str, max_bytes: int) -> None:
+    def __init__(self, directory: str, max_bytes: int, *, origin: str = "",
+                 endpoint: str = "") -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.origin = origin  # as configured; "" takes the one state.json has
+        self.endpoint = endpoint
         self.known: set[str] = set()
         self.counts = SpoolCounts()
         self._segments: dict[int, _Segment] = {}  # by seq, oldest first
@@ -94,12 +123,14 @@ class Spool:
                     os.unlink(os.path.join(self.directory, name))
         for segment in sorted(found, key=lambda s: s.seq):
             self._segments[segment.seq] = segment
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                segment.snapshots = {r.workload_id for r in self._read(segment) if r.full}
         if found:
             self._next_seq = max(s.seq for s in found) + 1
-        self.known = self._load_known()
+        self._load_state()
         return self
 
-    def _load_known(self) -> set[str]:
+    def _load_state(self) -> None:
         path = os.path.join(self.directory, STATE_NAME)
         try:
             with open(path, "rb") as handle:
@@ -107,38 +138,59 @@ class Spool:
             known = data["known"]
             if not isinstance(known, list) or not all(isinstance(k, str) for k in known):
                 raise ValueError("known: expected a list of workload ids")
-            return set(known)
+            origin, endpoint = data.get("origin", ""), data.get("endpoint", "")
+            if not isinstance(origin, str) or not isinstance(endpoint, str):
+                raise ValueError("origin, endpoint: expected strings")
         except FileNotFoundError:
-            return set()
+            return
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Lossless either way: every workload is sent in full once more.
             log.warning("push spool state unreadable; every report is pushed in full again",
                         extra={"path": path, "error": str(exc)})
-            return set()
+            return
+        if not self.origin:
+            self.origin = origin  # stable across host renames (a pod's name)
+        if origin and origin != self.origin or endpoint and endpoint != self.endpoint:
+            log.warning("push spool was for another origin or endpoint; every report is "
+                        "pushed in full", extra={"was_origin": origin, "origin": self.origin,
+                                                 "was_endpoint": endpoint,
+                                                 "endpoint": self.endpoint})
+            return
+        self.known = set(known)
 
     # ------------------------------------------------------------ sizes
 
     def bytes(self) -> int:
+        """Disk the undelivered deltas take (a delivered one's share is freed with its
+        segment)."""
         with self._lock:
-            return sum(s.size for s in self._segments.values())
+            return self._used()
+
+    def _used(self) -> int:
+        return sum(s.pending_bytes for s in self._segments.values())
 
     def records(self) -> int:
         """Deltas not yet delivered."""
         with self._lock:
             return sum(s.count - len(s.done) for s in self._segments.values())
 
-    def room_for_snapshot(self) -> bool:
+    def snapshot_budget(self) -> int:
+        """Bytes of snapshots a round may add: what keeps the spool under half its
+        bound. When the spool is empty, a round takes one snapshot whatever its size (a
+        report larger than that), and then more while under it."""
         with self._lock:
-            used = sum(s.size for s in self._segments.values())
-            return not self._segments or used < self.max_bytes // 2
+            return max(0, self.max_bytes // 2 - self._used())
+
+    def empty(self) -> bool:
+        with self._lock:
+            return not self._segments
 
     # ------------------------------------------------------------ writing
 
-    def append(self, deltas: Iterable[tuple[str, bytes]], known: Iterable[str] = ()) -> None:
-        """Spool (workload id, encoded delta) pairs as one segment; `known` workloads now
-        have all their files in the spool. Raises OSError with nothing changed."""
-        records = [[wid, delta_key(body), gzip.compress(body, GZIP_LEVEL, mtime=0)]
-                   for wid, body in deltas]
+    def append(self, records: Iterable[Prepared], known: Iterable[str] = ()) -> None:
+        """Spool `records` as one segment; `known` workloads now have all their files in
+        the spool. Raises OSError with nothing changed."""
+        records = list(records)
         known = set(known)
         if not records:
             return
@@ -146,25 +198,33 @@ class Spool:
             seq = self._next_seq
             name = f"{seq:012d}-{len(records)}.seg"
             packer = msgpack.Packer(use_bin_type=True)
-            data = b"".join(packer.pack(r) for r in records)
+            data = b"".join(packer.pack([r.workload_id, r.key, r.body, r.full])
+                            for r in records)
             try:
                 self._write_segment(name, data)
             except OSError:
                 self.counts.write_errors += 1
                 raise
             self._next_seq += 1
-            self._segments[seq] = _Segment(seq, len(records), len(data))
+            self._segments[seq] = _Segment(seq, len(records), len(data),
+                                           snapshots={r.workload_id for r in records if r.full})
             self.counts.appended += len(records)
             before = set(self.known)
             self.known |= known
             dropped = self._over_bound(seq)
-            if self.known != before or dropped:
-                self._write_state()
-            for segment in dropped:
+            written = self._write_state() if self.known != before or dropped else True
+            for segment in dropped if written else ():
                 with contextlib.suppress(OSError):
                     os.unlink(self._path(segment))
 
-    def replace(self, record: SpoolRecord, parts: Iterable[tuple[str, bytes]]) -> None:
+    def forget(self, workload_id: str) -> None:
+        """`workload_id` lost a delta for good: send it in full again."""
+        with self._lock:
+            if workload_id in self.known:
+                self.known.discard(workload_id)
+                self._write_state()
+
+    def replace(self, record: SpoolRecord, parts: Iterable[Prepared]) -> None:
         """Spool `parts` in place of `record` (a delta split in two)."""
         self.append(parts)
         self.done(record)
@@ -172,18 +232,19 @@ class Spool:
     def _over_bound(self, newest: int) -> list[_Segment]:
         """Drop the oldest segments while over the bound; their workloads leave `known`."""
         dropped = []
-        used = sum(s.size for s in self._segments.values())
+        used = self._used()
         for seq in list(self._segments):
             if used <= self.max_bytes or seq == newest:
                 break
-            segment = self._segments.pop(seq)
-            used -= segment.size
+            segment = self._segments[seq]
+            waiting = self._workloads_of(segment)
+            del self._segments[seq]
+            used -= segment.pending_bytes
             if self._head is not None and self._head[0] == seq:
                 self._head = None
-            lost = segment.count - len(segment.done)
-            self.counts.dropped += lost
-            for wid in self._workloads_of(segment):
-                self.known.discard(wid)
+            self.counts.dropped += segment.count - len(segment.done)
+            newer = set().union(*(s.snapshots for s in self._segments.values()))
+            self.known -= waiting - newer
             dropped.append(segment)
         if dropped:
             log.warning("push spool over its bound: oldest deltas dropped; their workloads "
@@ -193,8 +254,9 @@ class Spool:
         return dropped
 
     def _workloads_of(self, segment: _Segment) -> set[str]:
+        """Workloads with a delta not yet delivered in `segment`."""
         try:
-            return {r.workload_id for r in self._read(segment)}
+            return {r.workload_id for r in self._read(segment) if r.index not in segment.done}
         except (OSError, ValueError):
             # Unreadable: nothing in it can be known to be delivered; resync everything.
             return set(self.known)
@@ -222,14 +284,16 @@ class Spool:
         finally:
             os.close(dir_fd)
 
-    def _write_state(self) -> None:
-        text = json.dumps({"known": sorted(self.known)}, indent=1) + "\n"
+    def _write_state(self) -> bool:
+        text = json.dumps({"known": sorted(self.known), "origin": self.origin,
+                           "endpoint": self.endpoint}, indent=1) + "\n"
         try:
             write_atomically(os.path.join(self.directory, STATE_NAME), text)
         except OSError as exc:
-            # Only costs full snapshots after a restart, never a file.
             self.counts.write_errors += 1
             log.error("push spool state not written", extra={"error": str(exc)})
+            return False
+        return True
 
     # ------------------------------------------------------------ reading
 
@@ -241,8 +305,9 @@ class Spool:
             unpacker = msgpack.Unpacker(handle, raw=False, max_buffer_size=1 << 31)
             records = []
             for index, item in enumerate(unpacker):
-                wid, key, body = item
-                records.append(SpoolRecord(segment.seq, index, str(wid), str(key), bytes(body)))
+                wid, key, body, *rest = item
+                records.append(SpoolRecord(segment.seq, index, str(wid), str(key), bytes(body),
+                                           bool(rest and rest[0])))
         return records
 
     def peek(self) -> SpoolRecord | None:
@@ -280,7 +345,9 @@ class Spool:
             segment = self._segments.get(record.segment)
             if segment is None:
                 return  # dropped over the bound meanwhile
-            segment.done.add(record.index)
+            if record.index not in segment.done:
+                segment.done.add(record.index)
+                segment.done_bytes += len(record.body)
             if len(segment.done) >= segment.count:
                 self._finish(segment)
 

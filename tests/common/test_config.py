@@ -68,6 +68,7 @@ ERRORS = {
     "SNOOP_REPORT_DIR": ("reports", "expected an absolute path"),
     "SNOOP_REPORT_INTERVAL": ("soon", "expected a duration like 30s"),
     "SNOOP_API_ENDPOINT": ("ftp://x", "expected an http:// or https:// URL"),
+    "SNOOP_API_TOKEN": ("tok\u200ben", "expected a bearer token"),
     "SNOOP_API_CA_FILE": ("/nonexistent/ca.pem", "expected an existing file"),
     "SNOOP_API_TLS_VERIFY": ("sometimes", "expected true or false"),
     "SNOOP_SPOOL_MAX_BYTES": ("big", "expected a size like 8MiB"),
@@ -104,7 +105,7 @@ def test_each_bad_value_names_variable_value_and_expectation(name):
 
 def test_every_option_with_a_parser_that_can_fail_has_an_error_case():
     free_text = {"workload_name", "image_ref", "image_digest", "pod_name", "namespace",
-                 "api_token", "node_name",
+                 "node_name",
                  "curve_secret_key", "curve_server_key", "curve_allowed_keys"}
     assert {o.env for o in c.OPTIONS if o.name not in free_text} == set(ERRORS)
 

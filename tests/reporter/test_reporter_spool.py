@@ -11,14 +11,22 @@ import pytest
 
 from snoop.common.config import Config
 from snoop.common.delta import decode_delta, delta_key
-from snoop.common.protocol import FileSeen, FileUpdates, Header, Workload, WorkloadUpdate
+from snoop.common.protocol import (
+    FileSeen,
+    FileUpdates,
+    Header,
+    TracerStats,
+    Workload,
+    WorkloadUpdate,
+)
 from snoop.reporter.core import Reporter
 from snoop.reporter.deltas import DeltaSpooler
-from snoop.reporter.spool import Spool
+from snoop.reporter.spool import Prepared, Spool
 from snoop.reporter.writer import ReportFiles
 from tests.reporter.test_reporter_core import READ, W1, W2, fu
 
 NOW = 1_700_000_000.0
+P = Prepared.of
 
 
 def bodies(spool: Spool) -> list[bytes]:
@@ -36,8 +44,8 @@ def bodies(spool: Spool) -> list[bytes]:
 
 def test_records_come_back_in_order_and_segments_go_when_delivered(tmp_path: Path) -> None:
     spool = Spool(str(tmp_path / "s"), 1 << 20).open()
-    spool.append([("w1", b"a"), ("w2", b"b")])
-    spool.append([("w1", b"c")])
+    spool.append([P("w1", b"a"), P("w2", b"b")])
+    spool.append([P("w1", b"c")])
     assert spool.records() == 3 and len(os.listdir(tmp_path / "s")) == 2
     first = spool.peek()
     assert (first.workload_id, gzip.decompress(first.body)) == ("w1", b"a")
@@ -50,7 +58,7 @@ def test_records_come_back_in_order_and_segments_go_when_delivered(tmp_path: Pat
 
 def test_a_restart_finds_what_was_not_delivered(tmp_path: Path) -> None:
     spool = Spool(str(tmp_path), 1 << 20).open()
-    spool.append([("w1", b"a"), ("w1", b"b")], known=["w1"])
+    spool.append([P("w1", b"a"), P("w1", b"b")], known=["w1"])
     spool.done(spool.peek())
     (tmp_path / "000000000099-1.seg.tmp").write_bytes(b"torn")  # a write cut short
     again = Spool(str(tmp_path), 1 << 20).open()
@@ -58,37 +66,109 @@ def test_a_restart_finds_what_was_not_delivered(tmp_path: Path) -> None:
     assert bodies(again) == [b"a", b"b"]
     assert again.known == {"w1"}
     assert not (tmp_path / "000000000099-1.seg.tmp").exists()
-    again.append([("w2", b"c")])
+    again.append([P("w2", b"c")])
     assert bodies(Spool(str(tmp_path), 1 << 20).open()) == [b"c"]
 
 
 def test_over_the_bound_the_oldest_go_and_their_workloads_resync(tmp_path: Path,
                                                                   caplog) -> None:
     spool = Spool(str(tmp_path), 3000).open()
-    spool.append([("w1", os.urandom(1000))], known=["w1", "w2"])
-    spool.append([("w2", os.urandom(1000))])
+    spool.append([P("w1", os.urandom(1000))], known=["w1", "w2"])
+    spool.append([P("w2", os.urandom(1000))])
     assert spool.counts.dropped == 0 and spool.known == {"w1", "w2"}
-    spool.append([("w3", os.urandom(1500))], known=["w3"])
+    spool.append([P("w3", os.urandom(1500))], known=["w3"])
     assert spool.counts.dropped == 1 and spool.known == {"w2", "w3"}
     assert [r.workload_id for r in [spool.peek()]] == ["w2"]
     assert "over its bound" in caplog.text
     assert Spool(str(tmp_path), 3000).open().known == {"w2", "w3"}
     # The newest segment stays even when it alone is over the bound.
-    spool.append([("w4", os.urandom(5000))])
+    spool.append([P("w4", os.urandom(5000))])
     assert spool.records() == 1 and spool.known == set()
-    assert not spool.room_for_snapshot()
+    assert spool.snapshot_budget() == 0
     bodies(spool)
-    assert spool.room_for_snapshot()
+    assert spool.snapshot_budget() == 1500 and spool.empty()
+
+
+def test_a_drop_forgets_only_workloads_with_undelivered_deltas(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path), 5000).open()
+    spool.append([P("w1", os.urandom(1000)), P("w2", os.urandom(1000)),
+                  P("w3", os.urandom(1000))], known=["w1", "w2", "w3", "w4"])
+    spool.done(spool.peek())  # w1's delta is delivered
+    spool.append([P("w3", os.urandom(1000), full=True)])  # a newer snapshot of w3
+    assert spool.bytes() < 4000  # the delivered delta no longer counts
+    spool.append([P("w4", os.urandom(2500))])
+    # The first segment went: w1 was delivered, w3 has a newer snapshot; only w2 resyncs.
+    assert spool.counts.dropped == 2 and spool.known == {"w1", "w3", "w4"}
+
+
+def test_a_drop_whose_state_cannot_be_written_keeps_the_segments(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    spool = Spool(str(tmp_path), 1500).open()
+    spool.append([P("w1", os.urandom(1000))], known=["w1"])
+    import snoop.reporter.spool as spool_module
+
+    def full(path: str, text: str) -> None:
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(spool_module, "write_atomically", full)
+    spool.append([P("w2", os.urandom(1000))])
+    assert spool.counts.dropped == 1 and spool.counts.write_errors == 1
+    monkeypatch.undo()
+    # On disk, the dropped segment is still there, and the stale `known` with it.
+    again = Spool(str(tmp_path), 1 << 20).open()
+    assert again.known == {"w1"} and again.records() == 2
+
+
+def test_the_spool_keeps_its_origin_and_forgets_all_for_another_endpoint(
+        tmp_path: Path, caplog) -> None:
+    spool = Spool(str(tmp_path), 1 << 20, origin="", endpoint="http://a/v1/deltas").open()
+    spool.origin = "pod-abc"  # what the host was called the first time
+    spool.append([P("w1", b"a")], known=["w1"])
+    renamed = Spool(str(tmp_path), 1 << 20, endpoint="http://a/v1/deltas").open()
+    assert renamed.origin == "pod-abc" and renamed.known == {"w1"}
+    moved = Spool(str(tmp_path), 1 << 20, endpoint="http://b/v1/deltas").open()
+    assert moved.known == set() and "another origin or endpoint" in caplog.text
+    named = Spool(str(tmp_path), 1 << 20, origin="node-7", endpoint="http://a/v1/deltas").open()
+    assert named.origin == "node-7" and named.known == set()
+
+
+def test_a_backlog_of_snapshots_over_the_bound_drains_without_livelock(tmp_path: Path) -> None:
+    """20 workloads whose snapshots together pass the bound, an endpoint taking 5 deltas
+    a round: every workload's files arrive, and the spool settles."""
+    bound = 100_000
+    reporter = pushing(tmp_path, max_bytes=bound)
+    workloads = [Workload(f"c{i:02d}", f"/docker/c{i:02d}", f"c{i:02d}") for i in range(20)]
+    expected: dict[str, set[bytes]] = {}
+    for i, w in enumerate(workloads):
+        # Random names: they do not compress, so each snapshot is ~10 KB on disk.
+        paths = [b"/r/" + os.urandom(24).hex().encode() for _ in range(150)]
+        expected[w.key] = set(paths)
+        reporter.apply(fu(i + 1, {}, (w, paths)))
+    spool = reporter.deltas.spool
+    spool.known.clear()  # as after a drop of everything
+    received: dict[str, set[bytes]] = {}
+    for _ in range(40):
+        reporter.write_round()
+        for _ in range(5):
+            record = spool.peek()
+            if record is None:
+                break
+            delta = decode_delta(gzip.decompress(record.body))
+            received.setdefault(delta.workload_id, set()).update(delta.report.files)
+            spool.done(record)
+        assert spool.bytes() <= bound + bound // 2
+    assert received == expected
+    assert spool.records() == 0 and reporter.snapshots_waiting() == 0
 
 
 def test_unreadable_state_and_segments_mean_sending_everything_again(tmp_path: Path,
                                                                      caplog) -> None:
     spool = Spool(str(tmp_path), 1 << 20).open()
-    spool.append([("w1", b"a")], known=["w1"])
+    spool.append([P("w1", b"a")], known=["w1"])
     (tmp_path / "state.json").write_text("{nope")
     assert Spool(str(tmp_path), 1 << 20).open().known == set()
     assert "state unreadable" in caplog.text
-    spool.append([("w1", b"b")], known=["w1"])
+    spool.append([P("w1", b"b")], known=["w1"])
     (tmp_path / "000000000005-2.seg").write_bytes(b"\xc1\xc1 not msgpack")
     again = Spool(str(tmp_path), 1 << 20).open()
     assert bodies(again) == [b"a", b"b"]
@@ -99,7 +179,7 @@ def test_a_failing_disk_raises_and_changes_nothing(tmp_path: Path) -> None:
     spool = Spool(str(tmp_path), 1 << 20).open()
     (tmp_path / "000000000001-1.seg").mkdir()  # the rename onto it fails, even for root
     with pytest.raises(OSError):
-        spool.append([("w1", b"a")], known=["w1"])
+        spool.append([P("w1", b"a")], known=["w1"])
     assert spool.records() == 0 and spool.known == set() and spool.counts.write_errors == 1
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
@@ -107,12 +187,13 @@ def test_a_failing_disk_raises_and_changes_nothing(tmp_path: Path) -> None:
 # ------------------------------------------------------------ deltas from write rounds
 
 def pushing(tmp_path: Path, *, node: bool = True, max_bytes: int = 1 << 20,
-            clock=lambda: NOW) -> Reporter:
+            clock=lambda: NOW, **spooler) -> Reporter:
     files = ReportFiles(str(tmp_path / "report.json"), str(tmp_path / "reports") if node else "",
                         wall=clock)
     files.prepare()
     spool = Spool(files.spool_dir, max_bytes).open()
-    reporter = Reporter(Config(), files, "rep-1", deltas=DeltaSpooler("node-a", spool),
+    spool.origin = "node-a"
+    reporter = Reporter(Config(), files, "rep-1", deltas=DeltaSpooler(spool, **spooler),
                         clock=clock)
     reporter.load()
     return reporter
@@ -144,7 +225,7 @@ def test_counters_alone_make_a_delta_without_files(tmp_path: Path) -> None:
     reporter.write_round()
     sent(reporter)
     reporter.apply(FileUpdates(Header("proc", 2), (WorkloadUpdate(W1, (), 7),), {}))
-    reporter.write_round()
+    reporter.write_round(final=True)  # else at most once a minute (below)
     [delta] = sent(reporter)
     assert delta.report.files == {} and delta.report.total_events == 8
 
@@ -209,6 +290,55 @@ def test_a_long_outage_over_the_bound_still_delivers_every_file(tmp_path: Path) 
     assert snapshot.full
     received |= set(snapshot.report.files)
     assert received == expected
+
+
+def test_a_big_report_goes_as_several_deltas(tmp_path: Path) -> None:
+    reporter = pushing(tmp_path, max_files=7)
+    paths = [f"/lib/{n}".encode() for n in range(30)]
+    reporter.apply(fu(1, {}, (W1, paths)))
+    reporter.write_round()
+    parts = sent(reporter)
+    assert len(parts) == 6 and all(len(d.report.files) <= 7 for d in parts)
+    assert sorted(p for d in parts for p in d.report.files) == sorted(paths)
+    assert reporter.deltas.spool.known == {"c1"}
+
+
+def test_counters_alone_are_sent_at_most_once_a_minute_but_at_the_stop(tmp_path: Path) -> None:
+    now = [1000.0]
+    reporter = pushing(tmp_path, clock=lambda: NOW)
+    reporter.deltas._clock = lambda: now[0]
+    reporter.apply(fu(1, {}, (W1, [b"/a"])))
+    reporter.write_round()
+    sent(reporter)
+    for seq in range(2, 6):  # counters change every round
+        reporter.apply(FileUpdates(Header("proc", seq), (WorkloadUpdate(W1, (), 1),), {}))
+        now[0] += 10
+        reporter.write_round()
+    assert sent(reporter) == []
+    now[0] += 30  # a minute since the last delta
+    reporter.write_round()
+    assert [d.report.total_events for d in sent(reporter)] == [5]
+    assert reporter.write_round() is None
+    reporter.apply(FileUpdates(Header("proc", 6), (WorkloadUpdate(W1, (), 1),), {}))
+    reporter.write_round()  # too soon again ...
+    assert [d.report.total_events for d in sent(reporter)] == []
+    reporter.apply(FileUpdates(Header("proc", 7), (WorkloadUpdate(W1, (), 1),), {}))
+    reporter.write_round(final=True)  # ... but the last round sends it
+    [delta] = sent(reporter)
+    assert delta.report.total_events == 7 and delta.report.files == {}
+
+
+def test_a_report_no_workload_named_yet_is_not_pushed(tmp_path: Path) -> None:
+    reporter = pushing(tmp_path, node=False)
+    reporter.apply(FileUpdates(Header("proc", 1), (), {}, tracer_stats=(
+        TracerStats(Header("t", 1), started_at=NOW, kernel_dropped=1, read_failures=0,
+                    unresolved=0, events_by_syscall={}),)))
+    reporter.write_round()
+    assert sent(reporter) == [] and reporter.snapshots_waiting() == 0
+    reporter.apply(fu(2, {}, (Workload("c9", "/docker/c9", "c9"), [b"/a"])))
+    reporter.write_round()
+    [delta] = sent(reporter)
+    assert delta.workload_id == "c9" and delta.full
 
 
 def test_sidecar_reports_push_under_their_key(tmp_path: Path) -> None:
