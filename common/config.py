@@ -318,7 +318,9 @@ OPTIONS: tuple[Option, ...] = (
            "disk the reporter's push spool may use; beyond it the oldest deltas give way to "
            "one full snapshot per workload, sent when there is room"),
     Option("node_name", str.strip,
-           "this reporter's name in the deltas it pushes (default: the host name)"),
+           "this host's name: (tracer) put before the key of a workload that is no "
+           "container, so several nodes' host services stay apart in one reporter; "
+           "(reporter) the origin of the deltas it pushes (default: the host name)"),
     Option("metrics_addr", parse_addr, "host:port for /metrics, /healthz and /readyz"),
     Option("log_level", _enum_parser(LogLevel), "log level"),
     Option("log_format", _enum_parser(LogFormat),
@@ -355,7 +357,7 @@ PROCESS_OPTIONS: dict[str, tuple[str, ...]] = {
     "tracer": (*_EVERY_PROCESS, "target_mode", "target_container_id", "target_cgroup",
                "events_endpoint", "checkpoint_endpoint", "ringbuf_bytes", "dedup_entries",
                "dedup_ttl", "batch_max_events", "batch_max_delay", "pending_max",
-               "resend_after", "docker_socket"),
+               "resend_after", "docker_socket", "node_name"),
     "processor": (*_EVERY_PROCESS, "events_endpoint", "updates_endpoint", "exclude_paths",
                   "max_unique_files", "report_interval"),
     "reporter": (*_EVERY_PROCESS, "updates_endpoint", "checkpoint_endpoint", "api_endpoint",

@@ -22,6 +22,7 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 
 from snoop.common.config import TargetMode
 from snoop.common.protocol import Workload
@@ -494,6 +495,16 @@ def workload_for(
         ]
         key = max(containing, key=len, default="")
     return Workload(key=key or rel, cgroup_path=rel, container_id=container)
+
+
+def on_node(workload: Workload, node: str) -> Workload:
+    """The workload as one of several nodes sees it: a key that is no container id (a
+    host service's cgroup path, the same on every node) gets `node:` before it, so
+    tracers fanning into one reporter keep their hosts' services apart. A container id
+    is unique already, and stays as it is."""
+    if not node or workload.container_id:
+        return workload
+    return replace(workload, key=f"{node}:{workload.key}")
 
 
 # ---------------------------------------------------------------- moving processes

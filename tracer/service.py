@@ -273,9 +273,12 @@ class Tracer:
             rel_path = self.index.lookup(cgroup_id)
             if rel_path is None:
                 # Not cached: the cgroup may be found on a later lookup.
-                return Workload(key=f"cgroup-{cgroup_id}")
-            workload = cgroups.workload_for(rel_path, self.config.target_mode,
-                                            self.config.target_cgroup, root=self.cgroup_root)
+                return cgroups.on_node(Workload(key=f"cgroup-{cgroup_id}"),
+                                       self.config.node_name)
+            workload = cgroups.on_node(
+                cgroups.workload_for(rel_path, self.config.target_mode,
+                                     self.config.target_cgroup, root=self.cgroup_root),
+                self.config.node_name)
             if workload.container_id:
                 name = self.container_names.name_of(workload.container_id)
                 if name is None:  # the engine did not answer: ask again after its backoff

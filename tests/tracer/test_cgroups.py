@@ -24,6 +24,7 @@ from snoop.tracer.cgroups import (
     find_cgroup2_root,
     find_container_cgroups,
     isolate_self,
+    on_node,
     pod_cgroup_of,
     relative_to_root,
     remove_cgroup,
@@ -259,6 +260,16 @@ def test_workload_for() -> None:
     assert workload_for("/batch/x", TargetMode.CGROUP, (f"{root}/batch",), root).key == "/batch"
     # Outside cgroup mode the targets play no part.
     assert workload_for("/batch/x", TargetMode.POD, targets).key == "/batch/x"
+
+
+def test_a_node_name_keeps_host_services_of_several_nodes_apart() -> None:
+    cron = workload_for("/system.slice/cron.service", TargetMode.ALL_BUT_SELF)
+    assert on_node(cron, "node-a").key == "node-a:/system.slice/cron.service"
+    assert on_node(cron, "node-a").cgroup_path == "/system.slice/cron.service"
+    assert on_node(cron, "node-a") != on_node(cron, "node-b")
+    container = workload_for(f"/docker/{C1}", TargetMode.ALL_BUT_SELF)
+    assert on_node(container, "node-a") == container  # a container id is unique already
+    assert on_node(cron, "") == cron  # one node: keys as they always were
 
 
 # ---------------------------------------------------------------- the index (fake tree)
