@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -34,6 +35,8 @@ from snoop.receiver.store import Outcome, Store, StoreError
 
 log = logging.getLogger("snoop.receiver")
 RETRY_AFTER = "5"  # seconds, when the database does not answer: reporters back off
+PRUNE_EVERY = 60.0  # seconds between two prunings of old keys, over every receiver
+PRUNE_BATCH = 50_000  # keys a pruning deletes at most: a short write lock, not a long one
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -60,6 +63,8 @@ class _Receiver:
         self.tokens = Tokens(config.tokens)
         self.spec_yaml = load_spec()
         self.spec_json = json.dumps(yaml.safe_load(self.spec_yaml), indent=1)
+        self._prune_lock = threading.Lock()
+        self._next_prune = 0.0  # this receiver's own clock: it asks the database then
 
     def authorize(self, request: Request) -> None:
         token = bearer_token(request.headers.get("authorization"))
@@ -92,7 +97,9 @@ class _Receiver:
     def _store(self, key: str, encoding: str, raw: bytes) -> Response:
         body = intake.decoded_body(raw, encoding, self.config.max_body_bytes)
         delta = intake.parse_delta(body)
-        stored = self.store.store_delta(delta, key, intake.body_sha256(body), self.clock())
+        now = self.clock()
+        stored = self.store.store_delta(delta, key, intake.body_sha256(body), now)
+        self._prune_keys(now)
         if stored.outcome is Outcome.CONFLICT:
             raise IntakeError(422, Rejection.CONFLICT,
                               "Idempotency-Key: already used for another body")
@@ -104,6 +111,23 @@ class _Receiver:
         log.debug("delta stored", extra={"origin": delta.origin, "workload_id": delta.workload_id,
                                          "files": stored.files})
         return json_response({"status": "stored", "files": stored.files})
+
+    def _prune_keys(self, now: float) -> None:
+        """Forget keys older than --key-ttl: a repeat of such an old delta is stored again,
+        which changes nothing but its workload's last_received (merges are joins)."""
+        with self._prune_lock:
+            if now < self._next_prune:
+                return
+            self._next_prune = now + PRUNE_EVERY
+        try:
+            pruned = self.store.prune_keys(now - self.config.key_ttl, now=now,
+                                           every=PRUNE_EVERY, limit=PRUNE_BATCH)
+        except StoreError as exc:  # the delta is stored: its answer stands
+            log.warning("cannot prune old keys", extra={"error": str(exc)})
+            return
+        self.metrics.keys_pruned.inc(pruned)
+        if pruned:
+            log.info("old keys pruned", extra={"keys": pruned})
 
     # ------------------------------------------------------------ reads
 

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snoop.common import outputs
-from snoop.common.config import parse_size
+from snoop.common.config import parse_duration, parse_size
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 # ./data is where `make run` keeps reports; the receiver's database sits beside them.
 DEFAULT_DB = "sqlite:///data/receiver.db"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_KEY_TTL = 7 * 86400.0  # seconds: far longer than a reporter keeps retrying a delta
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 MAX_TOKEN = 4096
@@ -46,6 +47,7 @@ class ReceiverConfig:
     tokens: tuple[str, ...] = field(default=(), repr=False)
     tokens_file: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    key_ttl: float = DEFAULT_KEY_TTL  # seconds an idempotency key is kept
     log_format: LogFormat = LogFormat.TEXT
 
     @property
@@ -90,6 +92,17 @@ def sqlite_path(url: str) -> str:
 
 def parse_max_body(text: str) -> int:
     return parse_size(text)
+
+
+def parse_key_ttl(text: str) -> float:
+    """Seconds, from 7d, 24h, 30m, 90s (or a number of seconds)."""
+    value = text.strip()
+    try:
+        if value.endswith("d"):
+            return parse_duration(value[:-1]) * 86400
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError("a duration above zero like 7d, 24h or 30m") from None
 
 
 def parse_log_format(text: str) -> LogFormat:
@@ -154,6 +167,8 @@ OPTIONS = (
             "allowed bearer tokens, one per line (# comments); mode 600 (required)"),
     _Option("max_body_bytes", parse_max_body, "SIZE",
             "largest delta accepted, as sent and after gunzip (32MiB)"),
+    _Option("key_ttl", parse_key_ttl, "DURATION",
+            "how long an idempotency key is kept, then pruned (7d)"),
     _Option("log_format", parse_log_format, "FORMAT", "log lines: text or json (text)"),
 )
 
@@ -200,4 +215,5 @@ def load(environ: Mapping[str, str], args: argparse.Namespace | None = None) -> 
     return ReceiverConfig(host=host, port=port, db_url=values["db"],
                           tokens=values["tokens_file"], tokens_file=values["tokens_path"],
                           max_body_bytes=values.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+                          key_ttl=values.get("key_ttl", DEFAULT_KEY_TTL),
                           log_format=values.get("log_format", LogFormat.TEXT))

@@ -28,6 +28,9 @@ class ReceiverMetrics:
                                 "Requests refused, by reason", ["reason"], registry=registry)
         self.files_stored = Counter("snoop_receiver_files_stored",
                                     "File entries of stored deltas", registry=registry)
+        self.keys_pruned = Counter("snoop_receiver_keys_pruned",
+                                   "Idempotency keys older than --key-ttl, forgotten",
+                                   registry=registry)
         for reason in Rejection:
             self.rejected.labels(reason=reason.value)
 

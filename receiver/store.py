@@ -86,6 +86,14 @@ class Store(Protocol):
         """The distinct paths of those workloads; None when there are none."""
         ...
 
+    def prune_keys(self, received_before: float, *, now: float, every: float,
+                   limit: int) -> int:
+        """Forget up to `limit` idempotency keys received before `received_before`, oldest
+        first; how many. None at all when a receiver on this database pruned less than
+        `every` seconds before `now` (a time after `now` is a clock ahead, not a reason to
+        wait), or is pruning now."""
+        ...
+
     def ping(self) -> None:
         """Raises StoreError when the database does not answer."""
         ...

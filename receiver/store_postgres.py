@@ -38,6 +38,7 @@ from snoop.receiver.store import (
 )
 
 MIGRATION_LOCK = 0x736E6F6F70  # "snoop": pg_advisory_xact_lock's key for migrations
+PRUNE_LOCK = MIGRATION_LOCK + 1  # held by the one receiver pruning keys
 CONNECT_TIMEOUT = 10.0
 POOL_SIZE = 10
 _IMAGE = "(w.image_ref = %(image)s OR w.image_digest = %(image)s)"
@@ -178,6 +179,25 @@ class PostgresStore:
                               f"f.workload = w.id WHERE {_IMAGE}",
                               {"image": to_db_text(image)}).fetchall()
         return {path for (path,) in rows if path is not None} if rows else None
+
+    def prune_keys(self, received_before: float, *, now: float, every: float,
+                   limit: int) -> int:
+        with self._transaction("prune keys") as db:
+            # A receiver finding another one pruning goes on with its request: no waiting
+            # on the `maintenance` row.
+            if not db.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                              (PRUNE_LOCK,)).fetchone()[0]:
+                return 0
+            claimed = db.execute(
+                "UPDATE maintenance SET done_at = %s WHERE task = 'prune_keys' AND "
+                "(done_at <= %s OR done_at > %s)", (now, now - every, now)).rowcount
+            if not claimed:
+                return 0
+            # SKIP LOCKED: a row some other transaction holds is left for the next time.
+            return db.execute(
+                "DELETE FROM deltas WHERE idempotency_key IN (SELECT idempotency_key FROM "
+                "deltas WHERE received_at < %s ORDER BY received_at LIMIT %s "
+                "FOR UPDATE SKIP LOCKED)", (received_before, limit)).rowcount
 
     def ping(self) -> None:
         with self._transaction("ping") as db:

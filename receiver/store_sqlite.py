@@ -179,6 +179,19 @@ class SqliteStore:
                               f"f.workload = w.id WHERE {_IMAGE}", (text, text)).fetchall()
         return {path for (path,) in rows if path is not None} if rows else None
 
+    def prune_keys(self, received_before: float, *, now: float, every: float,
+                   limit: int) -> int:
+        with self._errors("prune keys"), self._transaction("BEGIN IMMEDIATE") as db:
+            claimed = db.execute(
+                "UPDATE maintenance SET done_at = ? WHERE task = 'prune_keys' AND "
+                "(done_at <= ? OR done_at > ?)", (now, now - every, now)).rowcount
+            if not claimed:
+                return 0
+            return db.execute(
+                "DELETE FROM deltas WHERE rowid IN (SELECT rowid FROM deltas WHERE "
+                "received_at < ? ORDER BY received_at LIMIT ?)",
+                (received_before, limit)).rowcount
+
     def ping(self) -> None:
         with self._errors("ping"):
             self._connection().execute("SELECT 1").fetchone()

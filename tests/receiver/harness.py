@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import sqlite3
+import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import psycopg
 from prometheus_client import CollectorRegistry
 
 from snoop.common.delta import Delta
@@ -70,18 +74,31 @@ class Api:
 
 
 @contextlib.contextmanager
-def open_api(url: str, *, max_body_bytes: int = 32 * 1024 * 1024,
-             tokens: tuple[str, ...] = (TOKEN, OTHER_TOKEN)) -> Iterator[Api]:
-    """A receiver on the database at `url` (a sqlite:/// or postgresql:// URL)."""
-    config = ReceiverConfig(db_url=url, tokens=tokens, max_body_bytes=max_body_bytes)
+def open_api(url: str, *, tokens: tuple[str, ...] = (TOKEN, OTHER_TOKEN),
+             clock: Callable[[], float] = time.time, **settings: Any) -> Iterator[Api]:
+    """A receiver on the database at `url` (a sqlite:/// or postgresql:// URL); `settings`
+    are ReceiverConfig's (max_body_bytes=..., key_ttl=...)."""
+    config = ReceiverConfig(db_url=url, tokens=tokens, **settings)
     store = open_store(url)
     registry = CollectorRegistry()
     try:
-        with TestClient(create_app(config, store=store, registry=registry),
+        with TestClient(create_app(config, store=store, registry=registry, clock=clock),
                         raise_server_exceptions=False) as client:
             yield Api(client, store, registry)
     finally:
         store.close()
+
+
+def execute(url: str, sql: str) -> list[tuple]:
+    """One statement on the database at `url`, outside any receiver; its rows."""
+    if url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+            rows = conn.execute(sql).fetchall()
+            conn.commit()
+            return rows
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(sql)
+        return cursor.fetchall() if cursor.description else []
 
 
 def make_delta(files: Mapping[str, tuple], *, origin: str = "node-a", workload_id: str = "w1",

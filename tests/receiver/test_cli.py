@@ -41,6 +41,7 @@ def _receive(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
     (["--db", "sqlite:///no/such/dir/r.db"], "directory"),
     (["--max-body-bytes", "lots"], "--max-body-bytes='lots': expected a size"),
     (["--log-format", "xml"], "--log-format='xml': expected text or json"),
+    (["--key-ttl", "soon"], "--key-ttl='soon': expected a duration above zero like 7d"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, problem):
@@ -74,6 +75,18 @@ def test_environment_fallbacks(tmp_path):
     # A flag beats its variable.
     done = _receive("--listen", "bad", cwd=tmp_path, env=env)
     assert "--listen='bad'" in done.stderr
+
+
+def test_key_ttl(tmp_path):
+    from snoop.receiver import config
+
+    environ = {"SNOOP_RECEIVE_TOKENS_FILE": _tokens(tmp_path),
+               "SNOOP_RECEIVE_DB": f"sqlite:///{tmp_path}/r.db"}
+    assert config.load(environ).key_ttl == 7 * 86400
+    for text, seconds in (("24h", 86400), ("30m", 1800), ("1.5d", 129600), ("90", 90)):
+        assert config.load({**environ, "SNOOP_RECEIVE_KEY_TTL": text}).key_ttl == seconds
+    with pytest.raises(config.ConfigError, match="SNOOP_RECEIVE_KEY_TTL='0d'"):
+        config.load({**environ, "SNOOP_RECEIVE_KEY_TTL": "0d"})
 
 
 def test_a_database_it_cannot_use_is_one_line_and_exit_1(tmp_path):

@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 
 from snoop.receiver import migrations
 from snoop.receiver.merge import FileRow, bounded_comms
 from snoop.receiver.store import MigrationError, StoreError, open_store
-from tests.receiver.harness import READ, STAT, file, make_delta, open_api
-
-
-def _execute(url: str, sql: str) -> list[tuple]:
-    if url.startswith("sqlite:///"):
-        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
-            rows = conn.execute(sql).fetchall()
-            conn.commit()
-            return rows
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(sql)
-        return cursor.fetchall() if cursor.description else []
+from tests.receiver.harness import READ, STAT, execute, file, make_delta, open_api
 
 
 def _schema(url: str) -> list[tuple]:
     if url.startswith("sqlite:///"):
-        return _execute(url, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
-    return _execute(url, "SELECT table_name, column_name, data_type FROM "
+        return execute(url, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+    return execute(url, "SELECT table_name, column_name, data_type FROM "
                          "information_schema.columns WHERE table_schema = 'public' "
                          "ORDER BY table_name, column_name")
 
@@ -39,20 +25,20 @@ def _schema(url: str) -> list[tuple]:
 def test_migrating_twice_is_a_no_op(store_url):
     open_store(store_url).close()
     schema = _schema(store_url)
-    versions = _execute(store_url, "SELECT version, name FROM schema_migrations")
+    versions = execute(store_url, "SELECT version, name FROM schema_migrations")
     dialect = "sqlite" if store_url.startswith("sqlite") else "postgresql"
     assert [v for v, _ in versions] == [m.version for m in migrations.known(dialect)]
     with open_api(store_url) as api:
         api.post(make_delta({"/a": file()}))
     open_store(store_url).close()
     assert _schema(store_url) == schema
-    assert _execute(store_url, "SELECT version, name FROM schema_migrations") == versions
-    assert _execute(store_url, "SELECT count(*) FROM files") == [(1,)]  # data kept
+    assert execute(store_url, "SELECT version, name FROM schema_migrations") == versions
+    assert execute(store_url, "SELECT count(*) FROM files") == [(1,)]  # data kept
 
 
 def test_a_database_of_a_newer_receiver_is_refused(store_url):
     open_store(store_url).close()
-    _execute(store_url, "INSERT INTO schema_migrations VALUES (9999, 'future', 0)")
+    execute(store_url, "INSERT INTO schema_migrations VALUES (9999, 'future', 0)")
     with pytest.raises(MigrationError, match="version 9999, newer than this receiver knows"):
         open_store(store_url)
 
@@ -72,7 +58,9 @@ def test_migration_versions_are_contiguous():
     for dialect in ("sqlite", "postgresql"):
         assert [m.version for m in migrations.known(dialect)][0] == 1
     assert migrations.pending(0, migrations.known("sqlite")) == migrations.known("sqlite")
-    assert migrations.pending(1, migrations.known("sqlite")) == ()
+    latest = migrations.known("sqlite")[-1].version
+    assert migrations.pending(latest, migrations.known("sqlite")) == ()
+    assert migrations.pending(1, migrations.known("sqlite")) == migrations.known("sqlite")[1:]
 
 
 def test_receivers_starting_together_migrate_once(postgres_server):
@@ -86,7 +74,8 @@ def test_receivers_starting_together_migrate_once(postgres_server):
     with ThreadPoolExecutor(4) as pool:
         for future in [pool.submit(start) for _ in range(4)]:
             future.result()
-    assert _execute(url, "SELECT version FROM schema_migrations") == [(1,)]
+    assert execute(url, "SELECT version FROM schema_migrations ORDER BY version") == [
+        (m.version,) for m in migrations.known("postgresql")]
 
 
 def test_two_receivers_on_one_postgresql_store_concurrent_deltas(postgres_server):
