@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from snoop.common.report import MAX_INTERVALS, Report, ReportError
+from snoop.common.report import MAX_INTERVALS, Report, ReportError, iso_time, path_to_json
 
 DELTA_SCHEMA = 1
 MAX_NAME = 1024  # origin and workload_id, in characters
@@ -116,13 +117,30 @@ def _check_report_shape(report: Any) -> None:
             raise DeltaError(f"report.file_details[{path[:80]!r}].kinds: expected a list")
 
 
-def decode_delta(body: bytes | str) -> Delta:
+def decode_delta(body: bytes | str, *, latest: float = math.inf) -> Delta:
     """A delta from its JSON body, strictly: anything unreadable is a DeltaError, so a
-    receiver never stores half of what was meant."""
+    receiver never stores half of what was meant. So is a time later than `latest`: the
+    newest `last_updated_at` wins, so one far ahead would pin a workload's head."""
     try:
-        return _decode(body)
+        delta = _decode(body)
     except RecursionError:  # json.loads, or reading what it built: arrays in arrays ...
         raise DeltaError("body: nested too deeply") from None
+    _check_not_after(delta.report, latest)
+    return delta
+
+
+def _check_not_after(report: Report, latest: float) -> None:
+    def refuse(field: str, value: float) -> None:
+        raise DeltaError(f"{field}: {iso_time(value)} is later than {iso_time(latest)}")
+
+    for name in ("started_at", "last_updated_at"):
+        if getattr(report, name) > latest:
+            refuse(f"report.{name}", getattr(report, name))
+    for path, detail in report.files.items():
+        for name in ("first_seen", "last_seen"):
+            if getattr(detail, name) > latest:
+                refuse(f"report.file_details[{path_to_json(path)[:80]!r}].{name}",
+                       getattr(detail, name))
 
 
 def _decode(body: bytes | str) -> Delta:

@@ -96,8 +96,8 @@ class _Receiver:
 
     def _store(self, key: str, encoding: str, raw: bytes) -> Response:
         body = intake.decoded_body(raw, encoding, self.config.max_body_bytes)
-        delta = intake.parse_delta(body)
         now = self.clock()
+        delta = intake.parse_delta(body, now)
         stored = self.store.store_delta(delta, key, intake.body_sha256(body), now)
         self._prune_keys(now)
         if stored.outcome is Outcome.CONFLICT:

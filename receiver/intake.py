@@ -19,6 +19,7 @@ from snoop.receiver.metrics import Rejection
 log = logging.getLogger("snoop.receiver")
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 GZIP_WBITS = 16 + zlib.MAX_WBITS
+CLOCK_SLACK = 86400.0  # seconds a reporter's clock may be ahead of the receiver's
 
 
 class IntakeError(ValueError):
@@ -98,9 +99,10 @@ def body_sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def parse_delta(body: bytes) -> Delta:
+def parse_delta(body: bytes, now: float) -> Delta:
+    """The delta in `body`; its times may be up to CLOCK_SLACK later than `now`."""
     try:
-        return decode_delta(body)
+        return decode_delta(body, latest=now + CLOCK_SLACK)
     except DeltaError as exc:
         raise IntakeError(400, Rejection.INVALID, " ".join(str(exc).split())) from None
     except MemoryError:

@@ -24,6 +24,7 @@ from tests.receiver.harness import (
 )
 
 T0 = 1_700_000_000.0
+DAY = 86400.0
 
 
 def report_of(api, image: str) -> Report:
@@ -356,7 +357,7 @@ def test_deeply_nested_json_is_refused(api):
 
 
 def test_an_unforeseen_error_is_a_one_line_answer(api, monkeypatch, caplog):
-    def unforeseen(body: bytes) -> Delta:
+    def unforeseen(body: bytes, **options: float) -> Delta:
         raise KeyError("surprise")
 
     monkeypatch.setattr("snoop.receiver.intake.decode_delta", unforeseen)
@@ -374,6 +375,28 @@ def test_an_unforeseen_error_is_a_one_line_answer(api, monkeypatch, caplog):
     reply = api.post(make_delta({"/a": file()}))
     assert reply.status_code == 500 and reply.json() == {"error": "internal error"}
     assert "RuntimeError: /secret/path line 3" in caplog.text
+
+
+@pytest.mark.parametrize(("delta", "field"), [
+    (make_delta({"/a": file()}, updated=T0 + 2 * DAY), "report.last_updated_at"),
+    (make_delta({"/a": file()}, started=T0 + 2 * DAY, updated=T0 + 2 * DAY + 1),
+     "report.started_at"),
+    (make_delta({"/a": file(first=T0 + 3 * DAY, last=T0 + 3 * DAY)}), "['/a'].first_seen"),
+    (make_delta({"/a": file(first=T0, last=T0 + 3 * DAY)}), "['/a'].last_seen"),
+])
+def test_times_more_than_a_day_ahead_are_refused(store_url, delta, field):
+    """The newest last_updated_at wins: one far ahead would pin the workload's head."""
+    from tests.receiver.harness import open_api
+
+    with open_api(store_url, clock=lambda: T0) as api:
+        reply = api.post(delta)
+        assert reply.status_code == 400, reply.text
+        message = reply.json()["error"]
+        assert field in message and "is later than 2023-11-15T22:13:20.000Z" in message
+        assert api.json("/v1/images") == {"images": []}
+        ahead = make_delta({"/a": file(first=T0 + DAY - 1, last=T0 + DAY - 1)},
+                           started=T0 + DAY - 1, updated=T0 + DAY - 1)
+        assert api.post(ahead).status_code == 200  # a clock less than a day ahead
 
 
 @pytest.mark.parametrize("key", [None, "", "has space", "x" * 129, "ключ".encode()])
