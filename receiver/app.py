@@ -35,6 +35,7 @@ from snoop.receiver.store import Outcome, Store, StoreError
 
 log = logging.getLogger("snoop.receiver")
 RETRY_AFTER = "5"  # seconds, when the database does not answer: reporters back off
+BUSY_RETRY_AFTER = "2"  # seconds, when --max-concurrent-deltas are being taken in
 PRUNE_EVERY = 60.0  # seconds between two prunings of old keys, over every receiver
 PRUNE_BATCH = 50_000  # keys a pruning deletes at most: a short write lock, not a long one
 
@@ -63,6 +64,7 @@ class _Receiver:
         self.tokens = Tokens(config.tokens)
         self.spec_yaml = load_spec()
         self.spec_json = json.dumps(yaml.safe_load(self.spec_yaml), indent=1)
+        self.intakes = 0  # deltas being taken in; read and written on the event loop only
         self._prune_lock = threading.Lock()
         self._next_prune = 0.0  # this receiver's own clock: it asks the database then
 
@@ -91,8 +93,17 @@ class _Receiver:
         encoding = intake.content_encoding(request.headers.get("content-encoding"))
         limit = self.config.max_body_bytes
         intake.declared_length(request.headers.get("content-length"), limit)
-        raw = await intake.read_limited(request.stream(), limit)
-        return await run_in_threadpool(self._store, key, encoding, raw)
+        if self.intakes >= self.config.max_concurrent_deltas:
+            # Refused before its body is read: the reporter sends it again later.
+            raise IntakeError(503, Rejection.BUSY, "busy: "
+                              f"{self.config.max_concurrent_deltas} deltas are being taken in",
+                              {"Retry-After": BUSY_RETRY_AFTER})
+        self.intakes += 1
+        try:
+            raw = await intake.read_limited(request.stream(), limit)
+            return await run_in_threadpool(self._store, key, encoding, raw)
+        finally:
+            self.intakes -= 1
 
     def _store(self, key: str, encoding: str, raw: bytes) -> Response:
         body = intake.decoded_body(raw, encoding, self.config.max_body_bytes)
@@ -184,8 +195,8 @@ class _Receiver:
     def refused(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, IntakeError)
         self.metrics.reject(exc.reason)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error(exc.status, str(exc), headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return error(exc.status, str(exc), {**headers, **exc.headers})
 
     def unavailable(self, request: Request, exc: Exception) -> Response:
         log.error("database unavailable", extra={"error": str(exc), "path": request.url.path})

@@ -1,7 +1,8 @@
 """`snoop receive`: the central receiver reporters push deltas to (docs/receiver.md).
 
     snoop receive --tokens-file FILE [--listen HOST:PORT] [--db URL]
-                  [--max-body-bytes SIZE] [--key-ttl DURATION] [--log-format text|json]
+                  [--max-body-bytes SIZE] [--max-concurrent-deltas N]
+                  [--key-ttl DURATION] [--log-format text|json]
 
 Bad input (a flag, the tokens file) gives one line on stderr and exit code 2; a
 database that cannot be reached or migrated, or an address that cannot be bound, one

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snoop.common import outputs
-from snoop.common.config import parse_duration, parse_size
+from snoop.common.config import parse_duration, parse_positive_int, parse_size
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 # ./data is where `make run` keeps reports; the receiver's database sits beside them.
 DEFAULT_DB = "sqlite:///data/receiver.db"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# Deltas taken in at once: each may hold --max-body-bytes as sent, as much decompressed,
+# and its parsed JSON, so memory stays bounded under a burst from the whole fleet.
+DEFAULT_MAX_CONCURRENT_DELTAS = 8
 DEFAULT_KEY_TTL = 7 * 86400.0  # seconds: far longer than a reporter keeps retrying a delta
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
@@ -47,6 +50,7 @@ class ReceiverConfig:
     tokens: tuple[str, ...] = field(default=(), repr=False)
     tokens_file: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_concurrent_deltas: int = DEFAULT_MAX_CONCURRENT_DELTAS
     key_ttl: float = DEFAULT_KEY_TTL  # seconds an idempotency key is kept
     log_format: LogFormat = LogFormat.TEXT
 
@@ -167,6 +171,8 @@ OPTIONS = (
             "allowed bearer tokens, one per line (# comments); mode 600 (required)"),
     _Option("max_body_bytes", parse_max_body, "SIZE",
             "largest delta accepted, as sent and after gunzip (32MiB)"),
+    _Option("max_concurrent_deltas", parse_positive_int, "N",
+            "deltas taken in at once; past it 503 with Retry-After (8)"),
     _Option("key_ttl", parse_key_ttl, "DURATION",
             "how long an idempotency key is kept, then pruned (7d)"),
     _Option("log_format", parse_log_format, "FORMAT", "log lines: text or json (text)"),
@@ -215,5 +221,7 @@ def load(environ: Mapping[str, str], args: argparse.Namespace | None = None) -> 
     return ReceiverConfig(host=host, port=port, db_url=values["db"],
                           tokens=values["tokens_file"], tokens_file=values["tokens_path"],
                           max_body_bytes=values.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+                          max_concurrent_deltas=values.get("max_concurrent_deltas",
+                                                           DEFAULT_MAX_CONCURRENT_DELTAS),
                           key_ttl=values.get("key_ttl", DEFAULT_KEY_TTL),
                           log_format=values.get("log_format", LogFormat.TEXT))

@@ -23,10 +23,12 @@ CLOCK_SLACK = 86400.0  # seconds a reporter's clock may be ahead of the receiver
 
 
 class IntakeError(ValueError):
-    def __init__(self, status: int, reason: Rejection, message: str) -> None:
+    def __init__(self, status: int, reason: Rejection, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.headers = headers or {}
 
 
 def idempotency_key(value: str | None) -> str:

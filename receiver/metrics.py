@@ -14,6 +14,7 @@ class Rejection(enum.StrEnum):
     INVALID = "invalid"  # 400: a bad delta, key or query
     ENCODING = "encoding"  # 415
     CONFLICT = "conflict"  # 422: a key used before with another body
+    BUSY = "busy"  # 503: --max-concurrent-deltas were being taken in
 
 
 class ReceiverMetrics:

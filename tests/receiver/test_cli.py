@@ -41,6 +41,7 @@ def _receive(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
     (["--db", "sqlite:///no/such/dir/r.db"], "directory"),
     (["--max-body-bytes", "lots"], "--max-body-bytes='lots': expected a size"),
     (["--log-format", "xml"], "--log-format='xml': expected text or json"),
+    (["--max-concurrent-deltas", "0"], "--max-concurrent-deltas='0': expected a whole number"),
     (["--key-ttl", "soon"], "--key-ttl='soon': expected a duration above zero like 7d"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
