@@ -152,7 +152,7 @@ class _Receiver:
         workloads = self.store.workloads(image)
         if not workloads:
             return self.unknown(image)
-        return json_response(views.image_report(image, workloads, self.store.image_files(image)))
+        return json_response(views.image_report(image, workloads, self.store.image_union(image)))
 
     def workloads(self, request: Request) -> Response:
         self.authorize(request)

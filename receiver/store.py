@@ -82,6 +82,12 @@ class Store(Protocol):
         """Each (path, file) of each of those workloads: a path once per workload."""
         ...
 
+    def image_union(self, image: str) -> list[tuple[bytes, FileRow, int]]:
+        """Each distinct path of those workloads: its files merged (merge.py) and how many
+        workloads have it. Folded by the database, so memory goes with distinct paths,
+        not with (workload, path) rows."""
+        ...
+
     def image_paths(self, image: str) -> set[bytes] | None:
         """The distinct paths of those workloads; None when there are none."""
         ...

@@ -12,6 +12,7 @@ a transaction-scoped advisory lock: receivers starting together apply each one o
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterable, Iterator
 
@@ -21,7 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from snoop.common.delta import Delta
 from snoop.receiver import migrations
-from snoop.receiver.merge import FileRow, merge_files, merge_heads
+from snoop.receiver.merge import FileRow, bounded_comms, merge_files, merge_heads
 from snoop.receiver.store import (
     HEAD_COLUMNS,
     ImageSummary,
@@ -35,6 +36,7 @@ from snoop.receiver.store import (
     head_from_row,
     head_row,
     to_db_text,
+    to_unsigned,
 )
 
 MIGRATION_LOCK = 0x736E6F6F70  # "snoop": pg_advisory_xact_lock's key for migrations
@@ -172,6 +174,22 @@ class PostgresStore:
                 f"FROM files f JOIN workloads w ON w.id = f.workload WHERE {_IMAGE}",
                 {"image": to_db_text(image)}).fetchall()
         return [(path, file_from_values(*values)) for path, *values in rows]
+
+    def image_union(self, image: str) -> list[tuple[bytes, FileRow, int]]:
+        # bit_or of the int64 outcomes ORs their two's complement: the same 64 bits. The
+        # process names are JSON text (which may hold \u0000, no PostgreSQL text can):
+        # their distinct lists come back, merged here, few per path.
+        with self._transaction("read files") as db:
+            rows = db.execute(
+                "SELECT f.path, bit_or(f.kinds), bit_or(f.outcomes), "
+                "array_agg(DISTINCT f.comms), coalesce(min(nullif(f.first_seen, 0)), 0), "
+                "max(f.last_seen), count(*) "  # a path is once per workload (primary key)
+                f"FROM files f JOIN workloads w ON w.id = f.workload WHERE {_IMAGE} "
+                "GROUP BY f.path", {"image": to_db_text(image)})
+            return [(path, FileRow(kinds, to_unsigned(outcomes),
+                                   bounded_comms(*(tuple(json.loads(c)) for c in comms)),
+                                   first, last), users)
+                    for path, kinds, outcomes, comms, first, last, users in rows]
 
     def image_paths(self, image: str) -> set[bytes] | None:
         with self._transaction("read paths") as db:

@@ -172,6 +172,27 @@ class SqliteStore:
                 (text, text)).fetchall()
         return [(path, file_from_values(*values)) for path, *values in rows]
 
+    def image_union(self, image: str) -> list[tuple[bytes, FileRow, int]]:
+        # SQLite has no bit_or: the rows come ordered by path and are folded as they come.
+        text = to_db_text(image)
+        union: list[tuple[bytes, FileRow, int]] = []
+        with self._errors("read files"), self._transaction() as db:
+            rows = db.execute(
+                "SELECT f.path, f.kinds, f.outcomes, f.comms, f.first_seen, f.last_seen "
+                f"FROM files f JOIN workloads w ON w.id = f.workload WHERE {_IMAGE} "
+                "ORDER BY f.path", (text, text))
+            path, merged, users = None, None, 0
+            for row_path, *values in rows:
+                if row_path != path:
+                    if merged is not None:
+                        union.append((path, merged, users))
+                    path, merged, users = row_path, None, 0
+                merged = merge_files(merged, file_from_values(*values))
+                users += 1  # a path is once per workload (the primary key)
+            if merged is not None:
+                union.append((path, merged, users))
+        return union
+
     def image_paths(self, image: str) -> set[bytes] | None:
         text = to_db_text(image)
         with self._errors("read paths"), self._transaction() as db:

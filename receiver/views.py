@@ -19,7 +19,7 @@ from snoop.common.report import (
     merge_intervals,
     path_to_json,
 )
-from snoop.receiver.merge import FileRow, earliest, merge_files
+from snoop.receiver.merge import FileRow, earliest
 from snoop.receiver.store import ImageSummary, WorkloadRecord
 
 
@@ -70,8 +70,9 @@ def image_coverage(workloads: list[WorkloadRecord]) -> Coverage:
 
 
 def image_report(image: str, workloads: list[WorkloadRecord],
-                 files: Iterable[tuple[bytes, FileRow]]) -> dict[str, Any]:
-    """The union of every file of the image's workloads, as report JSON."""
+                 union: Iterable[tuple[bytes, FileRow, int]]) -> dict[str, Any]:
+    """The union of every file of the image's workloads (Store.image_union: each path's
+    merged file and how many workloads have it), as report JSON."""
     report = Report(workload=f"image {image}",
                     image_ref=_chosen(image, {w.head.image_ref for w in workloads}),
                     image_digest=_chosen(image, {w.head.image_digest for w in workloads}))
@@ -81,12 +82,10 @@ def image_report(image: str, workloads: list[WorkloadRecord],
         report.started_at = earliest(report.started_at, head.started_at)
         report.last_updated_at = max(report.last_updated_at, head.last_updated_at)
     report.coverage = image_coverage(workloads)
-    merged: dict[bytes, FileRow] = {}
     users: dict[bytes, int] = {}
-    for path, row in files:
-        merged[path] = merge_files(merged.get(path), row)
-        users[path] = users.get(path, 0) + 1
-    report.files = {path: row.detail() for path, row in merged.items()}
+    for path, row, count in union:
+        report.files[path] = row.detail()
+        users[path] = count
     data = report.to_json()
     details = data["file_details"]
     for path, count in users.items():

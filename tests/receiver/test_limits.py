@@ -1,5 +1,5 @@
 """What bounds a receiver's memory: deltas taken in at once (past the bound, 503 before
-the body is read)."""
+the body is read), and an image's report folded per distinct path by the database."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import threading
 import anyio
 from prometheus_client import CollectorRegistry
 
+from snoop.common.report import Report
 from snoop.receiver.app import create_app
 from snoop.receiver.config import ReceiverConfig
+from snoop.receiver.merge import merge_files
 from snoop.receiver.store import open_store
-from tests.receiver.harness import TOKEN, file, make_delta
+from tests.receiver.harness import EXEC, FOUND, READ, TOKEN, file, make_delta, open_api
+
+T0 = 1_700_000_000.0
 
 
 class _Held:
@@ -93,3 +97,35 @@ def test_past_max_concurrent_deltas_a_post_is_503_without_reading_its_body(tmp_p
     assert [results[k][0] for k in ("first", "second", "fourth")] == [200, 200, 200]
     assert registry.get_sample_value("snoop_receiver_requests_rejected_total",
                                      {"reason": "busy"}) == 1
+
+
+def test_the_union_is_the_fold_of_every_workloads_files(store_url):
+    """Store.image_union (bit_or and friends in PostgreSQL, a fold over rows ordered by
+    path in SQLite) gives what merging every workload's rows gives."""
+    high = (1 << 63) | FOUND
+    with open_api(store_url) as api:
+        for n in range(5):
+            files = {f"/lib/{i}": file(READ if (n + i) % 2 else EXEC,
+                                       high if n == 3 else 1 << (n + 1),
+                                       tuple(f"p{(n * 3 + j) % 11}" for j in range(4)),
+                                       0.0 if n == 1 else T0 + 10 * n + i, T0 + 100 + n)
+                     for i in range(n, n + 6)}
+            files["/odd/\udcff"] = file(comms=("x\x00y",), first=T0 + n, last=T0 + n)
+            assert api.post(make_delta(files, workload_id=f"w{n}",
+                                       origin=f"node-{n % 2}")).status_code == 200
+        expected: dict[bytes, tuple] = {}
+        for path, row in api.store.image_files("app:1"):
+            merged, users = expected.get(path, (None, 0))
+            expected[path] = (merge_files(merged, row), users + 1)
+        union = api.store.image_union("app:1")
+        assert len(union) == len(expected) == 11
+        assert {path: (row, users) for path, row, users in union} == expected
+        assert max(users for _, _, users in union) == 5
+
+        def per_workload_rows(image: str):
+            raise AssertionError("the report reads every (workload, path) row")
+
+        api.store.image_files = per_workload_rows
+        report = Report.from_json(api.json("/v1/report", image="app:1"))
+        assert {p: d.outcomes for p, d in report.files.items()} == {
+            p: row.outcomes for p, (row, _) in expected.items()}
