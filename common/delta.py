@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from snoop.common.report import MAX_INTERVALS, Report, ReportError, iso_time, path_to_json
@@ -97,6 +98,7 @@ def _check_report_shape(report: Any) -> None:
     for name in ("started_at", "last_updated_at"):
         if name in report and not (isinstance(report[name], str) and report[name]):
             raise DeltaError(f"report.{name}: expected an ISO 8601 time")
+        _check_offset(report.get(name), f"report.{name}")
     dropped = report.get("dropped_events", 0)  # read only when coverage is missing
     if type(dropped) is not int or dropped < 0:
         raise DeltaError("report.dropped_events: expected a count")
@@ -104,10 +106,14 @@ def _check_report_shape(report: Any) -> None:
         if name in report and not isinstance(report[name], dict):
             raise DeltaError(f"report.{name}: expected an object")
     unobserved = report.get("coverage", {}).get("unobserved")
-    if isinstance(unobserved, list) and len(unobserved) > MAX_INTERVALS:
-        # No reporter sends more (merge_intervals joins them), and joining them is work.
-        raise DeltaError(f"report.coverage.unobserved: {len(unobserved)} intervals, "
-                         f"expected at most {MAX_INTERVALS}")
+    if isinstance(unobserved, list):
+        if len(unobserved) > MAX_INTERVALS:
+            # No reporter sends more (merge_intervals joins them), and joining them is work.
+            raise DeltaError(f"report.coverage.unobserved: {len(unobserved)} intervals, "
+                             f"expected at most {MAX_INTERVALS}")
+        for interval in unobserved:
+            for value in interval if isinstance(interval, list) else ():
+                _check_offset(value, "report.coverage.unobserved")
     if not all(isinstance(value, str) for value in report.get("labels", {}).values()):
         raise DeltaError("report.labels: expected string values")
     for path, detail in report.get("file_details", {}).items():
@@ -115,6 +121,21 @@ def _check_report_shape(report: Any) -> None:
             raise DeltaError(f"report.file_details[{path[:80]!r}]: expected an object")
         if "kinds" in detail and not isinstance(detail["kinds"], list):
             raise DeltaError(f"report.file_details[{path[:80]!r}].kinds: expected a list")
+        for name in ("first_seen", "last_seen"):
+            _check_offset(detail.get(name), f"report.file_details[{path[:80]!r}].{name}")
+
+
+def _check_offset(value: Any, field: str) -> None:
+    """A time without a UTC offset would be read in the receiver's local time zone: a
+    reporter writes Z, so one without is refused."""
+    if not isinstance(value, str):
+        return  # from_json says what is wrong
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return  # from_json says what is wrong
+    if parsed.tzinfo is None:
+        raise DeltaError(f"{field}: {value[:40]!r} has no UTC offset, expected Z or +HH:MM")
 
 
 def decode_delta(body: bytes | str, *, latest: float = math.inf) -> Delta:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -39,3 +40,25 @@ def test_deep_nesting_is_a_delta_error(depth):
                  nested.encode()):
         with pytest.raises(DeltaError):
             decode_delta(body)
+
+
+@pytest.mark.parametrize(("report", "field"), [
+    ({"started_at": "2026-01-02T03:04:05"}, "report.started_at"),
+    ({"last_updated_at": "2026-01-02T03:04:05.678"}, "report.last_updated_at"),
+    ({"last_updated_at": "2026-01-02"}, "report.last_updated_at"),
+    ({"files": ["/a"], "file_details": {"/a": {"first_seen": "2026-01-02T03:04:05"}}},
+     "report.file_details['/a'].first_seen"),
+    ({"files": ["/a"], "file_details": {"/a": {"last_seen": "2026-01-02T03:04:05"}}},
+     "report.file_details['/a'].last_seen"),
+    ({"coverage": {"unobserved": [["2026-01-02T03:04:05Z", "2026-01-02T03:04:06"]]}},
+     "report.coverage.unobserved"),
+])
+def test_a_time_without_a_utc_offset_is_refused(report, field):
+    with pytest.raises(DeltaError, match=re.escape(field) + ".*no UTC offset"):
+        decode_delta(_body(**report))
+
+
+def test_times_with_z_or_an_offset_are_read():
+    delta = decode_delta(_body(started_at="2026-01-02T03:04:05Z",
+                               last_updated_at="2026-01-02T05:04:05.000+02:00"))
+    assert delta.report.started_at == delta.report.last_updated_at

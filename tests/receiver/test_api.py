@@ -415,6 +415,15 @@ def test_unknown_content_encoding(api):
     assert identity.status_code == 200
 
 
+def test_a_naive_time_is_refused(api):
+    body = json.loads(make_delta({"/a": file()}).encode())
+    body["report"]["last_updated_at"] = "2023-11-14T22:15:00"  # no Z: whose local time?
+    reply = api.post(json.dumps(body).encode())
+    assert reply.status_code == 400
+    assert "report.last_updated_at" in reply.json()["error"]
+    assert "UTC offset" in reply.json()["error"]
+
+
 def test_errors_are_json(api):
     for reply in (api.client.get("/nowhere"), api.client.delete("/v1/deltas"),
                   api.get("/v1/report")):
