@@ -87,6 +87,9 @@ def image_report(image: str, workloads: list[WorkloadRecord],
         report.files[path] = row.detail()
         users[path] = count
     data = report.to_json()
+    # Report.dropped_events adds two counters that may each be at the int64 bound.
+    data["dropped_events"] = add_counts(report.coverage.kernel_dropped,
+                                        report.coverage.pending_dropped)
     details = data["file_details"]
     for path, count in users.items():
         details[path_to_json(path)]["workloads"] = count

@@ -424,6 +424,18 @@ def test_a_naive_time_is_refused(api):
     assert "UTC offset" in reply.json()["error"]
 
 
+def test_dropped_events_saturate(api):
+    from snoop.common.protocol import COUNT_MAX
+
+    for origin in ("node-a", "node-b"):
+        api.post(make_delta({"/a": file()}, origin=origin,
+                            coverage=Coverage(kernel_dropped=COUNT_MAX - 1,
+                                              pending_dropped=COUNT_MAX - 1)))
+    data = api.json("/v1/report", image="app:1")
+    assert data["coverage"]["kernel_dropped"] == COUNT_MAX
+    assert data["dropped_events"] == COUNT_MAX
+
+
 def test_errors_are_json(api):
     for reply in (api.client.get("/nowhere"), api.client.delete("/v1/deltas"),
                   api.get("/v1/report")):
