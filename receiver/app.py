@@ -90,6 +90,7 @@ class _Receiver:
     async def post_delta(self, request: Request) -> Response:
         self.authorize(request)
         key = intake.idempotency_key(request.headers.get("idempotency-key"))
+        intake.content_type(request.headers.get("content-type"))
         encoding = intake.content_encoding(request.headers.get("content-encoding"))
         limit = self.config.max_body_bytes
         intake.declared_length(request.headers.get("content-length"), limit)

@@ -49,6 +49,16 @@ def content_encoding(value: str | None) -> str:
     return encoding
 
 
+def content_type(value: str | None) -> None:
+    """A delta is JSON: a Content-Type, when there is one, must say so."""
+    if value is None:
+        return
+    media_type = value.partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise IntakeError(415, Rejection.ENCODING, f"Content-Type: {value[:60]!r} is not "
+                          "supported, expected application/json")
+
+
 def too_large(limit: int, what: str) -> IntakeError:
     return IntakeError(413, Rejection.TOO_LARGE, f"body: larger than {limit} bytes {what}")
 

@@ -12,7 +12,7 @@ class Rejection(enum.StrEnum):
     FORBIDDEN = "forbidden"  # 403: a token not in the allow list
     TOO_LARGE = "too_large"  # 413
     INVALID = "invalid"  # 400: a bad delta, key or query
-    ENCODING = "encoding"  # 415
+    ENCODING = "encoding"  # 415: a Content-Encoding or Content-Type it does not take
     CONFLICT = "conflict"  # 422: a key used before with another body
     BUSY = "busy"  # 503: --max-concurrent-deltas were being taken in
 

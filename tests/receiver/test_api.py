@@ -415,6 +415,20 @@ def test_unknown_content_encoding(api):
     assert identity.status_code == 200
 
 
+def test_a_content_type_other_than_json_is_refused(api):
+    for value in ("text/plain", "application/x-www-form-urlencoded", "application/jsonx"):
+        reply = api.post(make_delta({"/a": file()}), headers={"Content-Type": value})
+        assert reply.status_code == 415 and "Content-Type" in reply.json()["error"]
+    assert api.metric("snoop_receiver_requests_rejected_total", reason="encoding") == 3
+    for value in ("application/json", "Application/JSON; charset=utf-8"):
+        reply = api.post(make_delta({"/a": file()}), headers={"Content-Type": value})
+        assert reply.status_code == 200
+    reply = api.client.post("/v1/deltas", content=make_delta({"/a": file()}).encode(),
+                            headers={"Authorization": "Bearer test-token-1",
+                                     "Idempotency-Key": "no-type"})
+    assert reply.status_code == 200  # none at all is taken as JSON
+
+
 def test_a_naive_time_is_refused(api):
     body = json.loads(make_delta({"/a": file()}).encode())
     body["report"]["last_updated_at"] = "2023-11-14T22:15:00"  # no Z: whose local time?
