@@ -3,6 +3,9 @@ receiver on the database, at most a batch at a time, on the app's injected clock
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from snoop.receiver.store import open_store
 from tests.receiver.harness import execute, file, make_delta, open_api
 
@@ -44,8 +47,8 @@ def test_old_keys_are_pruned_and_a_repeat_is_stored_again(store_url):
         assert again["file_details"]["/a"] == report["file_details"]["/a"]
 
 
-def test_pruning_is_once_a_minute_over_every_receiver(tmp_path):
-    url = f"sqlite:///{tmp_path}/receiver.db"
+def test_pruning_is_once_a_minute_over_every_receiver(store_url):
+    url = store_url
     clocks = Clock(T0), Clock(T0)
     with open_api(url, clock=clocks[0], key_ttl=DAY) as first, \
             open_api(url, clock=clocks[1], key_ttl=DAY) as second:
@@ -79,3 +82,23 @@ def test_a_pruning_deletes_at_most_its_batch_oldest_first(store_url):
         assert _keys(store_url) == {"k4"}
     finally:
         store.close()
+
+
+def test_receivers_pruning_at_once_prune_once(postgres_server):
+    url = postgres_server.new_database()
+    stores = [open_store(url) for _ in range(4)]
+    try:
+        for n in range(10):
+            stores[0].store_delta(make_delta({"/a": file()}), f"k{n}", f"h{n}", T0)
+        barrier = threading.Barrier(len(stores))
+
+        def prune(store) -> int:
+            barrier.wait()
+            return store.prune_keys(T0 + 10, now=T0 + 100, every=60, limit=100)
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            assert sorted(pool.map(prune, stores)) == [0, 0, 0, 10]
+        assert _keys(url) == set()
+    finally:
+        for store in stores:
+            store.close()
