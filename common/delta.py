@@ -79,8 +79,8 @@ def _name(data: dict, field: str) -> str:
     return value
 
 
-_REPORT_TEXT = ("workload", "workload_key", "container_id", "cgroup_path", "image_ref",
-                "image_digest", "pod_name", "namespace")
+_REPORT_TEXT = ("workload", "workload_key", "container_id", "container_name", "cgroup_path",
+                "image_ref", "image_digest", "pod_name", "namespace")
 _REPORT_OBJECTS = ("labels", "file_details", "coverage")
 
 

@@ -60,6 +60,11 @@ MAX_CAPTURE_FIELDS = 64
 COMM_BYTES = 16  # the kernel's TASK_COMM_LEN, NUL included
 MAX_COMMS = 8  # process names kept per file: enough to say who, bounded for 100K files
 MAX_WORKLOAD_NAME = 256  # characters of a workload's readable name
+MAX_META_VALUE = 512  # characters of an image ref, digest, pod or container name
+MAX_META_LABELS = 64  # container labels carried per workload
+MAX_LABEL_KEY = 253
+MAX_LABEL_VALUE = 1024
+_META_FIELDS = ("image_ref", "image_digest", "pod_name", "namespace", "container_name")
 # Every seq, seq range bound and counter on the wire fits a signed 64-bit integer, so
 # sums a receiver makes of them stay encodable (msgpack ints stop at 2**64 - 1).
 SEQ_MAX = I64_MAX
@@ -140,6 +145,19 @@ class Workload:
     # What people call it, from the container runtime: `namespace/pod/container`, the
     # compose `project/service`, or the container name; "" when none is known.
     name: str = ""
+    # What the container runtime says of it (node mode: one tracer, many pods), "" and
+    # () when nothing is known: the report's identity fields come from these.
+    meta: WorkloadMeta | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadMeta:
+    image_ref: str = ""
+    image_digest: str = ""
+    pod_name: str = ""
+    namespace: str = ""
+    container_name: str = ""
+    labels: tuple[tuple[str, str], ...] = ()  # sorted by key, MAX_META_LABELS at most
 
 
 class Event(NamedTuple):
@@ -290,7 +308,12 @@ def seq_gap(last: int, seq: int) -> int | None:
 
 
 def _workload_out(w: Workload) -> list:
-    return [w.key, w.cgroup_path, w.container_id, w.name]
+    if w.meta is None:
+        return [w.key, w.cgroup_path, w.container_id, w.name]
+    meta = {name: getattr(w.meta, name) for name in _META_FIELDS if getattr(w.meta, name)}
+    if w.meta.labels:
+        meta["labels"] = dict(w.meta.labels)
+    return [w.key, w.cgroup_path, w.container_id, w.name, meta]
 
 
 def _capture_out(counts: CaptureCounts) -> dict:
@@ -466,12 +489,12 @@ def _field(body: dict, key: str, where: str) -> Any:
 
 
 def _want_workload(value: Any, name: str) -> Workload:
-    parts = _want_list(value, name, 4)
+    parts = _want_list(value, name, 5)
     if len(parts) == 3:  # a sender older than workload names
         parts = [*parts, ""]
-    elif len(parts) != 4:
-        raise ProtocolError(f"{name}: expected 4 entries, got {len(parts)}")
-    key, cgroup_path, container_id, display = parts
+    elif len(parts) < 3:
+        raise ProtocolError(f"{name}: expected 4 or 5 entries, got {len(parts)}")
+    key, cgroup_path, container_id, display = parts[:4]
     key = _want_str(key, f"{name}.key")
     if not key:
         raise ProtocolError(f"{name}.key: empty workload key")
@@ -480,7 +503,23 @@ def _want_workload(value: Any, name: str) -> Workload:
         cgroup_path=_want_str(cgroup_path, f"{name}.cgroup_path"),
         container_id=_want_str(container_id, f"{name}.container_id"),
         name=_want_str(display, f"{name}.name", MAX_WORKLOAD_NAME),
+        meta=_want_meta(parts[4], f"{name}.meta") if len(parts) == 5 else None,
     )
+
+
+def _want_meta(value: Any, name: str) -> WorkloadMeta:
+    body = _want_map(value, name, len(_META_FIELDS) + 1)
+    unknown = set(body) - {*_META_FIELDS, "labels"}
+    if unknown:
+        raise ProtocolError(f"{name}: unknown field {sorted(map(str, unknown))[0]!r}")
+    fields_ = {field_: _want_str(body.get(field_, ""), f"{name}.{field_}", MAX_META_VALUE)
+               for field_ in _META_FIELDS}
+    labels = _want_map(body.get("labels", {}), f"{name}.labels", MAX_META_LABELS)
+    pairs = tuple(sorted(
+        (_want_str(k, f"{name}.labels key", MAX_LABEL_KEY),
+         _want_str(v, f"{name}.labels[{str(k)[:40]!r}]", MAX_LABEL_VALUE))
+        for k, v in labels.items()))
+    return WorkloadMeta(**fields_, labels=pairs)
 
 
 def _want_kind(value: Any, name: str) -> AccessKind:

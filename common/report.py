@@ -224,6 +224,7 @@ class Report:
     # report written before the field, whose `workload` was its key.
     workload_key: str = ""
     container_id: str = ""
+    container_name: str = ""  # what its runtime calls the container (node mode)
     cgroup_path: str = ""
     image_ref: str = ""
     image_digest: str = ""
@@ -240,7 +241,7 @@ class Report:
 
     @property
     def dropped_events(self) -> int:
-        return self.coverage.kernel_dropped + self.coverage.pending_dropped
+        return add_counts(self.coverage.kernel_dropped, self.coverage.pending_dropped)
 
     def add_file(self, path: bytes, kinds: int, first_seen: float, last_seen: float,
                  outcomes: int = 0, comms: Iterable[str] = ()) -> bool:
@@ -261,8 +262,8 @@ class Report:
                           detail.outcomes, detail.comms)
         self.total_events = add_counts(self.total_events, other.total_events)
         self.coverage.add(other.coverage)
-        for name in ("workload", "workload_key", "container_id", "cgroup_path", "image_ref",
-                     "image_digest", "pod_name", "namespace"):
+        for name in ("workload", "workload_key", "container_id", "container_name",
+                     "cgroup_path", "image_ref", "image_digest", "pod_name", "namespace"):
             if not getattr(self, name):
                 setattr(self, name, getattr(other, name))
         self.labels = {**other.labels, **self.labels}
@@ -295,6 +296,7 @@ class Report:
             "workload": self.workload,
             "workload_key": self.workload_key,
             "container_id": self.container_id,
+            "container_name": self.container_name,
             "cgroup_path": self.cgroup_path,
             "image_ref": self.image_ref,
             "image_digest": self.image_digest,
@@ -431,6 +433,7 @@ class _Reader:
             workload=str(data.get("workload", "")),
             workload_key=str(data.get("workload_key", "")),
             container_id=str(data.get("container_id", "")),
+            container_name=str(data.get("container_name", "")),
             cgroup_path=str(data.get("cgroup_path", "")),
             image_ref=str(data.get("image_ref", "")),
             image_digest=str(data.get("image_digest", "")),

@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snoop.common.config import Config
-from snoop.common.protocol import COUNT_MAX, FileUpdates, TracerStats, Workload
+from snoop.common.protocol import (
+    COUNT_MAX,
+    FileUpdates,
+    TracerStats,
+    Workload,
+    WorkloadMeta,
+)
 from snoop.common.report import Report, add_counts, merge_intervals, path_to_json
 
 log = logging.getLogger("snoop.reporter")
@@ -213,7 +219,28 @@ class ReportStore:
             elif not report.workload:
                 report.workload = workload.key
                 self.dirty.add(key)
+            if workload.meta is not None and self._take_meta(report, workload.meta):
+                self.dirty.add(key)
         return report
+
+    def _take_meta(self, report: Report, meta: WorkloadMeta) -> bool:
+        """The runtime's word on what the workload runs; True when the report changed.
+        A node-mode report is one container's: it takes what the runtime says. A
+        sidecar's report folds several: the first to say something fills it in."""
+        changed = False
+        for name in ("image_ref", "image_digest", "pod_name", "namespace", "container_name"):
+            value = getattr(meta, name)
+            if value and getattr(report, name) != value and (
+                    not self.sidecar or not getattr(report, name)):
+                setattr(report, name, value)
+                changed = True
+        if meta.labels:
+            labels = {**dict(meta.labels), **report.labels} if self.sidecar \
+                else {**report.labels, **dict(meta.labels)}
+            if labels != report.labels:
+                report.labels = labels
+                changed = True
+        return changed
 
     def adopt(self, key: str, report: Report) -> None:
         """A report loaded from disk; two files for one key are merged."""

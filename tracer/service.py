@@ -280,11 +280,12 @@ class Tracer:
                                      self.config.target_cgroup, root=self.cgroup_root),
                 self.config.node_name)
             if workload.container_id:
-                name = self.container_names.name_of(workload.container_id)
-                if name is None:  # the engine did not answer: ask again after its backoff
+                info = self.container_names.info_of(workload.container_id)
+                if info is None:  # the engine did not answer: ask again after its backoff
                     self._unnamed[cgroup_id] = time.monotonic() + container_names.BACKOFF
-                elif name:
-                    workload = replace(workload, name=name)
+                else:
+                    name, meta = info
+                    workload = replace(workload, name=name or workload.name, meta=meta)
             if len(self._workloads) > 65536:
                 self._workloads.clear()
                 self._unnamed.clear()

@@ -33,7 +33,10 @@ def sample_messages() -> list[p.Message]:
         p.Event(cgroup_id=3, pid=11, tgid=11, kind=p.AccessKind.STAT, path=b"/nope",
                 errno=2, comm=b"sh"),
     )
-    workloads = {2**63 + 5: p.Workload("abc", "/docker/abc", "abc"), 3: p.Workload("/")}
+    meta = p.WorkloadMeta("shop:1.2", "sha256:" + "a" * 64, "web-1", "prod", "app",
+                          (("tier", "web"),))
+    workloads = {2**63 + 5: p.Workload("abc", "/docker/abc", "abc", "prod/web-1/app", meta),
+                 3: p.Workload("/")}
     stats = p.TracerStats(header=p.Header("tracer/host/1/2", 8), started_at=T - 3600,
                           kernel_dropped=3, read_failures=1, unresolved=2,
                           events_by_syscall={"openat": 10}, attached=("openat", "execve"),
@@ -354,6 +357,34 @@ OUT_OF_RANGE = {
 def test_values_out_of_range_are_refused_naming_the_field(raw, field):
     with pytest.raises(p.ProtocolError, match=re.escape(field)):
         decode(packed(raw))
+
+
+def meta_with(**meta) -> dict:
+    raw = raw_of(sample_messages()[0])
+    workload = next(iter(raw["body"]["workloads"].values()))
+    workload[4] = meta
+    return raw
+
+
+@pytest.mark.parametrize("meta, field", [
+    ({"image_ref": "x" * (p.MAX_META_VALUE + 1)}, "meta.image_ref"),
+    ({"pod_name": 5}, "meta.pod_name"),
+    ({"owner": "me"}, "meta: unknown field 'owner'"),
+    ({"labels": {f"k{i}": "v" for i in range(p.MAX_META_LABELS + 1)}}, "meta.labels"),
+    ({"labels": {"k": "v" * (p.MAX_LABEL_VALUE + 1)}}, "meta.labels['k']"),
+    ({"labels": ["k", "v"]}, "meta.labels"),
+])
+def test_hostile_workload_metadata_is_refused_naming_the_field(meta, field):
+    with pytest.raises(p.ProtocolError, match=re.escape(field)):
+        decode(packed(meta_with(**meta)))
+
+
+def test_workloads_of_an_older_sender_have_no_metadata():
+    raw = raw_of(sample_messages()[0])
+    for workload in raw["body"]["workloads"].values():
+        del workload[4:]
+    batch = decode(packed(raw))
+    assert all(w.meta is None for w in batch.workloads.values())
 
 
 def test_events_and_files_of_an_older_sender_are_read_without_outcomes():

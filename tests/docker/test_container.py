@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -188,41 +189,65 @@ def test_runtime_setup_paths_stay_out_of_the_report(engine, tmp_path):
 
 
 def test_node_mode_reports_are_named_for_their_containers(engine, tmp_path):
-    """One report per container, named from what the engine calls it: the container's
-    name, or compose's project/service; its id stays inside the report."""
+    """One report per container, named from what the engine calls it (the container's
+    name, or compose's project/service), with its own image ref, digest and labels from
+    the engine; its id stays inside the report."""
     pod = f"snoop-names-{uuid.uuid4().hex[:8]}"
     root = cgroups.discover_cgroup2_root()
     os.mkdir(os.path.join(root, pod))
     reports = tmp_path / "reports"
     snoop = None
     started: list[str] = []
+    # A second image, so the two containers run different images (refs and digests).
+    other = f"snoop-meta-test:{uuid.uuid4().hex[:8]}"
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {APP_IMAGE}\nLABEL snoop.test=other\n")
+    build = subprocess.run(["docker", "build", "--network", "none", "-t", other, str(context)],
+                           env={**engine.env, "DOCKER_BUILDKIT": "0"}, capture_output=True,
+                           text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
     try:
         snoop = HostSnoop(tmp_path, {"SNOOP_TARGET_MODE": "cgroup",
                                      "SNOOP_TARGET_CGROUP": f"/{pod}",
                                      "SNOOP_REPORT_DIR": str(reports),
                                      "SNOOP_DOCKER_SOCKET": engine.host[len("unix://"):]})
         name = f"shop-web-{uuid.uuid4().hex[:6]}"
-        for extra in (["--name", name],
-                      ["--label", "com.docker.compose.project=shop",
-                       "--label", "com.docker.compose.service=worker"]):
+        for image, extra in ((APP_IMAGE, ["--name", name, "--label", "tier=web"]),
+                             (other, ["--label", "com.docker.compose.project=shop",
+                                      "--label", "com.docker.compose.service=worker"])):
             started.append(engine.docker(
                 "run", "-d", "--network", "none", "--cgroup-parent", f"/{pod}", *extra,
-                APP_IMAGE, "cat", "/app/config.txt").stdout.strip())
+                image, "cat", "/app/config.txt").stdout.strip())
         for container in started:
             engine.docker("wait", container)
         assert snoop.stop() == 0, snoop.log()
         by_file = {path.name: json.loads(path.read_text()) for path in reports.glob("*.json")}
-        wanted = {f"{name}-{started[0][:12]}.json": (name, started[0]),
-                  f"shop_worker-{started[1][:12]}.json": ("shop/worker", started[1])}
-        for file_name, (workload, container) in wanted.items():
+        wanted = {f"{name}-{started[0][:12]}.json": ("web", name, APP_IMAGE, started[0]),
+                  f"shop_worker-{started[1][:12]}.json": ("worker", "shop/worker", other,
+                                                          started[1])}
+        digests = set()
+        for file_name, (role, workload, image, container) in wanted.items():
             assert file_name in by_file, sorted(by_file)
             report = by_file[file_name]
             assert (report["workload"], report["workload_key"], report["container_id"]) == \
                 (workload, container, container)
             assert "/app/config.txt" in report["files"]
+            image_id = engine.docker("inspect", "-f", "{{.Image}}", container).stdout.strip()
+            assert (report["image_ref"], report["image_digest"]) == (image, image_id)
+            digests.add(report["image_digest"])
+            labels = report["labels"]
+            if role == "web":
+                assert labels["tier"] == "web" and report["container_name"] == name
+            else:
+                assert labels["com.docker.compose.project"] == "shop"
+                assert labels["com.docker.compose.service"] == "worker"
+                assert labels["snoop.test"] == "other"  # the image's own label
+        assert len(digests) == 2
     finally:
         if snoop is not None:
             snoop.close()
         for container in started:
             engine.docker("rm", "-f", container, check=False)
+        engine.docker("rmi", "-f", other, check=False)
         remove_cgroup_everywhere(pod)

@@ -11,6 +11,7 @@ from snoop.common.protocol import (
     Header,
     TracerStats,
     Workload,
+    WorkloadMeta,
     WorkloadUpdate,
     kinds_mask,
 )
@@ -231,3 +232,36 @@ def test_state_counters_beyond_int64_load_clamped() -> None:
     assert s.tracers.totals()["kernel_dropped"] == COUNT_MAX
     assert s.tracers.totals()["read_failures"] == COUNT_MAX
     assert s.message_gaps == COUNT_MAX
+
+
+def test_node_mode_reports_take_their_containers_metadata() -> None:
+    web = Workload("c1", "/docker/c1", "c1", "shop/web", WorkloadMeta(
+        "shop:1.2", "sha256:aa", "web-7d9f", "prod", "app", (("tier", "web"),)))
+    worker = Workload("c2", "/docker/c2", "c2", "", WorkloadMeta(
+        "worker:3", "sha256:bb", container_name="w"))
+    s = store()
+    s.apply(update(1, part(web, (b"/a", READ, 1.0, 1.0)),
+                   part(worker, (b"/b", READ, 1.0, 1.0))))
+    first, second = s.reports["c1"], s.reports["c2"]
+    assert (first.image_ref, first.image_digest, first.pod_name, first.namespace,
+            first.container_name, first.labels) == (
+        "shop:1.2", "sha256:aa", "web-7d9f", "prod", "app", {"tier": "web"})
+    assert (second.image_ref, second.image_digest, second.container_name) == (
+        "worker:3", "sha256:bb", "w")
+    written = json.loads(s.render("c1"))
+    assert (written["image_ref"], written["container_name"]) == ("shop:1.2", "app")
+    # An identity from the configuration still wins (a sidecar's SNOOP_IMAGE_REF).
+    pinned = store(image_ref="pinned:1")
+    pinned.apply(update(1, part(web, (b"/a", READ, 1.0, 1.0))))
+    assert json.loads(pinned.render("c1"))["image_ref"] == "pinned:1"
+
+
+def test_a_sidecar_report_keeps_the_first_metadata_it_was_given() -> None:
+    one = Workload("c1", "/docker/c1", "c1", "", WorkloadMeta("a:1", labels=(("k", "1"),)))
+    two = Workload("c2", "/docker/c2", "c2", "", WorkloadMeta("b:2", labels=(("k", "2"),
+                                                                            ("j", "3"))))
+    s = store(sidecar=True)
+    s.apply(update(1, part(one, (b"/a", READ, 1.0, 1.0))))
+    s.apply(update(2, part(two, (b"/b", READ, 1.0, 1.0))))
+    report = s.reports[""]
+    assert report.image_ref == "a:1" and report.labels == {"k": "1", "j": "3"}

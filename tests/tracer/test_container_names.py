@@ -20,10 +20,13 @@ PLAIN = "c" * 64
 UNKNOWN = "d" * 64
 BROKEN = "e" * 64
 DEEP = "f" * 64
+IMAGE_ID = "sha256:" + "9" * 64
 ANSWERS = {
-    K8S: {"Name": "/k8s_app_web-7d9f_prod_uid_0", "Config": {"Labels": {
-        "io.kubernetes.pod.namespace": "prod", "io.kubernetes.pod.name": "web-7d9f",
-        "io.kubernetes.container.name": "app"}}},
+    K8S: {"Name": "/k8s_app_web-7d9f_prod_uid_0", "Image": IMAGE_ID, "Config": {
+        "Image": "registry.example/shop/web:1.2", "Labels": {
+            "io.kubernetes.pod.namespace": "prod", "io.kubernetes.pod.name": "web-7d9f",
+            "io.kubernetes.container.name": "app", "io.kubernetes.pod.uid": "u-1",
+            "app.kubernetes.io/name": "web"}}},
     COMPOSE: {"Name": "/shop-web-1", "Config": {"Labels": {
         "com.docker.compose.project": "shop", "com.docker.compose.service": "web"}}},
     PLAIN: {"Name": "/quirky_turing", "Config": {"Labels": None}},
@@ -38,6 +41,15 @@ class Engine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         self.server.asked.append(self.path)  # type: ignore[attr-defined]
+        if self.path == f"/images/{IMAGE_ID}/json":
+            body = json.dumps({"RepoDigests": [
+                "mirror.example/other@sha256:" + "1" * 64,
+                "registry.example/shop/web@sha256:" + "2" * 64]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         container = self.path.split("/")[2]
         if container == BROKEN:
             self.send_response(500)
@@ -85,8 +97,22 @@ def test_names_say_what_the_container_is(engine: tuple[Engine, str]) -> None:
     assert names.name_of(UNKNOWN) == ""  # another runtime's container: keeps its id
     for container in (K8S, COMPOSE, PLAIN, UNKNOWN):
         names.name_of(container)
-    assert len(server.asked) == 4  # each asked once
-    assert server.asked[0] == f"/containers/{K8S}/json"
+    assert len(server.asked) == 5  # each asked once, and the one image
+    assert server.asked[:2] == [f"/containers/{K8S}/json", f"/images/{IMAGE_ID}/json"]
+
+
+def test_a_pods_container_says_its_image_digest_pod_and_labels(
+        engine: tuple[Engine, str]) -> None:
+    _, path = engine
+    name, meta = ContainerNames(path).info_of(K8S)
+    assert name == "prod/web-7d9f/app"
+    assert (meta.image_ref, meta.image_digest, meta.pod_name, meta.namespace,
+            meta.container_name) == ("registry.example/shop/web:1.2", "sha256:" + "2" * 64,
+                                     "web-7d9f", "prod", "app")
+    assert meta.labels == (("app.kubernetes.io/name", "web"),)  # kubelet bookkeeping left out
+    _, plain = ContainerNames(path).info_of(PLAIN)
+    assert (plain.image_ref, plain.image_digest, plain.container_name) == ("", "", "quirky_turing")
+    assert ContainerNames(path).info_of(UNKNOWN) == ("", None)
 
 
 def test_an_engine_that_fails_is_left_alone_for_a_while(engine: tuple[Engine, str],
