@@ -10,9 +10,11 @@ paths drawn from its image's files, so replicas of one image overlap; a share
 (`--repeat`) of its POSTs is sent twice with the same idempotency key, as a retry after
 a lost reply would be. All reporters run at once (asyncio, httpx).
 
-Prints deltas stored per second, POST latency p50/p99, the database's size, and whether
-the union the receivers answer for each image (`/v1/report?image=`) equals the union
-that was sent, with per-file workload counts. Exit 1 when they differ.
+Prints deltas stored per second, POST latency p50/p99 (of each POST, including those a
+busy receiver answered 503 with Retry-After; a reporter then waits and retries, as this
+one does), the database's size, and whether the union the receivers answer for each
+image (`/v1/report?image=`) equals the union that was sent, with per-file workload
+counts. Exit 1 when they differ.
 """
 
 from __future__ import annotations
@@ -75,24 +77,32 @@ async def reporter_task(n: int, args: argparse.Namespace, clients: list[httpx.As
                    "Content-Type": "application/json", "Idempotency-Key": delta_key(body)}
         times = 2 if rng.random() < args.repeat else 1
         for _ in range(times):
-            for attempt in range(20):
+            deadline = time.monotonic() + 600  # a reporter retries for as long as it takes
+            attempt = 0
+            while True:
+                attempt += 1
                 client = clients[rng.randrange(len(clients))]  # the load balancer
                 started = time.perf_counter()
                 try:
                     reply = await client.post("/v1/deltas", content=gz, headers=headers)
                 except httpx.HTTPError:
                     outcome["errors"] += 1
-                    await asyncio.sleep(0.1 * (attempt + 1))
-                    continue
-                latencies.append(time.perf_counter() - started)
-                if reply.status_code == 200:
-                    outcome[reply.json().get("status", "?")] += 1
+                    reply = None
+                if reply is not None:
+                    latencies.append(time.perf_counter() - started)
+                    if reply.status_code == 200:
+                        outcome[reply.json().get("status", "?")] += 1
+                        break
+                    key = f"http_{reply.status_code}"
+                    outcome[key] = outcome.get(key, 0) + 1
+                if time.monotonic() > deadline:
+                    outcome["gave_up"] += 1
                     break
-                outcome[f"http_{reply.status_code}"] = outcome.get(
-                    f"http_{reply.status_code}", 0) + 1
-                await asyncio.sleep(0.1 * (attempt + 1))
-            else:
-                outcome["gave_up"] += 1
+                # As the reporter does: Retry-After when given, else backoff with jitter.
+                after = reply.headers.get("Retry-After") if reply is not None else None
+                wait = float(after) if after and after.isdigit() else \
+                    min(60.0, 0.5 * 2 ** min(attempt, 7))
+                await asyncio.sleep(wait * (0.5 + rng.random() / 2))
 
 
 async def push_all(args: argparse.Namespace, ports: list[int]) -> dict:
@@ -212,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['deltas_per_second']} deltas/s "
               f"(+{figures['duplicates']} repeats dropped by key)")
         print(f"POST latency: p50 {figures['latency_p50_ms']} ms, "
-              f"p99 {figures['latency_p99_ms']} ms")
+              f"p99 {figures['latency_p99_ms']} ms over {figures['posts']} POSTs "
+              f"(answered 503, retried later: {outcome.get('http_503', 0)})")
         print(f"database size: {db_bytes / 1024 / 1024:.1f} MiB")
         print("union answered == union sent: " + ("yes" if not problems else
                                                   "NO: " + "; ".join(problems[:5])))
