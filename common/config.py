@@ -98,6 +98,8 @@ class Config:
     max_unique_files: int = 1_000_000
     # container runtime metadata
     docker_socket: str = "/var/run/docker.sock"
+    containerd_socket: str = ""
+    containerd_namespace: str = "k8s.io"
 
     def endpoint(self, name: str) -> str:
         """The configured endpoint for `events`, `updates` or `checkpoint`."""
@@ -232,6 +234,16 @@ def parse_path(text: str) -> str:
     return value
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,75}$")
+
+
+def parse_name(text: str) -> str:
+    value = text.strip()
+    if not _NAME.match(value):
+        raise ValueError("a name of letters, digits, '.', '_' and '-'")
+    return value
+
+
 def parse_file(text: str) -> str:
     value = text.strip()
     if value and not os.path.isfile(value):
@@ -344,6 +356,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_unique_files", parse_positive_int, "unique paths per workload, at most"),
     Option("docker_socket", parse_absolute_path,
            "Docker Engine API socket the tracer asks for container names ('' for none)"),
+    Option("containerd_socket", parse_absolute_path,
+           "containerd's socket the tracer asks for container names and metadata instead "
+           "of Docker's ('' for none; /run/containerd/containerd.sock on a Kubernetes node)"),
+    Option("containerd_namespace", parse_name,
+           "containerd namespace of the containers: k8s.io (the kubelet's CRI), moby (Docker)"),
 )
 
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
@@ -357,7 +374,8 @@ PROCESS_OPTIONS: dict[str, tuple[str, ...]] = {
     "tracer": (*_EVERY_PROCESS, "target_mode", "target_container_id", "target_cgroup",
                "events_endpoint", "checkpoint_endpoint", "ringbuf_bytes", "dedup_entries",
                "dedup_ttl", "batch_max_events", "batch_max_delay", "pending_max",
-               "resend_after", "docker_socket", "node_name"),
+               "resend_after", "docker_socket", "containerd_socket", "containerd_namespace",
+               "node_name"),
     "processor": (*_EVERY_PROCESS, "events_endpoint", "updates_endpoint", "exclude_paths",
                   "max_unique_files", "report_interval"),
     "reporter": (*_EVERY_PROCESS, "updates_endpoint", "checkpoint_endpoint", "api_endpoint",

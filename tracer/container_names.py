@@ -107,8 +107,12 @@ def meta_from_inspect(answer: dict[str, Any], repo_digests: list[Any] | None = N
 
 class ContainerNames:
     def __init__(self, socket_path: str, *, clock: Callable[[], float] = time.monotonic,
-                 timeout: float = TIMEOUT) -> None:
+                 timeout: float = TIMEOUT,
+                 containerd: Callable[[str], dict[str, Any] | None] | None = None) -> None:
+        """`containerd`: an inspect that asks containerd instead of the Docker engine
+        (tracer/containerd.py); `socket_path` is then only what logs name."""
         self.socket_path = socket_path
+        self._containerd = containerd
         self._clock = clock
         self._timeout = timeout
         self._known: dict[str, tuple[str, WorkloadMeta | None]] = {}
@@ -132,14 +136,17 @@ class ContainerNames:
         if self._clock() < self._quiet_until:
             return None
         try:
-            answer = self._get(f"/containers/{container_id}/json")
-            digests = self._repo_digests(answer.get("Image")) if answer is not None else None
+            if self._containerd is not None:
+                answer, digests = self._containerd(container_id), None
+            else:
+                answer = self._get(f"/containers/{container_id}/json")
+                digests = self._repo_digests(answer.get("Image")) if answer else None
         except FileNotFoundError:  # no engine on this host: its containers keep their ids
             self._quiet_until = self._clock() + BACKOFF
             return "", None
-        except (OSError, http.client.HTTPException, ValueError, RecursionError) as exc:
+        except Exception as exc:  # noqa: BLE001  (a runtime's odd answer is no crash)
             self._quiet_until = self._clock() + BACKOFF
-            log.info("no container names from the Docker engine",
+            log.info("no container names from the container runtime",
                      extra={"socket": self.socket_path, "error": str(exc)[:200]})
             return None
         info = ("", None) if answer is None else (name_from_inspect(answer),

@@ -44,6 +44,7 @@ from snoop.common.protocol import (
 from snoop.common.transport import EVENTS_HWM, Receiver, Security, Sender, new_context
 from snoop.tracer import build, cgroups, container_names, records, syscalls
 from snoop.tracer.container_names import ContainerNames
+from snoop.tracer.containerd import Containerd
 from snoop.tracer.events import RecordTranslator
 from snoop.tracer.kernel import KernelSide
 from snoop.tracer.metrics import TracerMetrics
@@ -78,6 +79,15 @@ def _lock_run_dir(run_dir: str) -> int:
         raise OSError(f"another tracer is running with the run directory {run_dir} "
                       "(SNOOP_RUN_DIR): give each tracer its own") from None
     return fd
+
+
+def container_lookup(config: Config) -> ContainerNames:
+    """Who names containers: containerd when its socket is given, else the Docker
+    engine (or nobody, with neither)."""
+    if config.containerd_socket:
+        containerd = Containerd(config.containerd_socket, config.containerd_namespace)
+        return ContainerNames(config.containerd_socket, containerd=containerd.inspect)
+    return ContainerNames(config.docker_socket)
 
 
 def new_sender_id() -> str:
@@ -145,7 +155,7 @@ class Tracer:
         self.translator = RecordTranslator(self.resolver)
         self._io_uring_seen: dict[int, int] = {}
         self._workloads: dict[int, Workload] = {}
-        self.container_names = ContainerNames(config.docker_socket)
+        self.container_names = container_lookup(config)
         self._unnamed: dict[int, float] = {}  # cgroup id -> when to ask its name again
         self.watcher = TargetWatcher(config, self.cgroup_root, self.index,
                                      self._own_cgroup(config))
