@@ -1,0 +1,48 @@
+#!/bin/sh
+# Runs as the matrix guest's init (exec'd by /matrix-init once the repository is
+# mounted read-only at /work/main): mount what the tracer needs, report the kernel,
+# bcc and BPF features, run the capture tests with the host's venv, power off.
+# Every result line starts with "MATRIX " on the serial console.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8
+say() { echo "MATRIX $*"; }
+
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+# cgroup v2 wherever the kernel or init already put it; else at the usual place.
+grep -q ' cgroup2 ' /proc/mounts || mount -t cgroup2 cgroup2 /sys/fs/cgroup
+ip link set lo up
+hostname matrix
+
+say "krel=$(uname -r)"
+say "bcc=$(python3 -c 'import bcc; print(bcc.__version__)' 2>&1 | tail -1)"
+say "python=$(python3 -c 'import platform; print(platform.python_version())')"
+say "cgroup2=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)"
+probe="$(bpftool feature probe kernel 2>/dev/null)"
+if echo "$probe" | grep -q "map_type ringbuf is available"; then say "ringbuf=yes"; else say "ringbuf=no"; fi
+if echo "$probe" | grep -q "bpf_get_current_ancestor_cgroup_id"; then
+    say "ancestor_cgroup_helper=yes"; else say "ancestor_cgroup_helper=no"; fi
+
+# The capture tests: relative and dirfd paths, cgroup filtering (a child cgroup and a
+# leaf target made after start), loss accounting on ring buffer overflow, clean stop.
+TESTS="
+tests/tracer/test_capture.py::test_workload_paths_all_arrive_resolved
+tests/tracer/test_capture.py::test_short_lived_shell_with_cd_reports_absolute_paths
+tests/tracer/test_capture.py::test_find_walking_with_dirfds_reports_right_paths
+tests/tracer/test_capture.py::test_process_outside_the_cgroup_and_snoop_itself_are_not_traced
+tests/tracer/test_capture.py::test_child_cgroup_made_after_start_is_traced_from_its_first_syscall
+tests/tracer/test_capture.py::test_leaf_target_created_while_running_is_traced_within_two_seconds
+tests/tracer/test_loss_and_shutdown.py::test_tiny_ring_buffer_flood_received_plus_dropped_equals_sent
+tests/tracer/test_loss_and_shutdown.py::test_all_but_self_traces_others_never_itself_and_stops_cleanly
+"
+cd /work/main || exit 1
+say "tests_begin"
+# shellcheck disable=SC2086
+.venv/bin/python -m pytest -q -p no:cacheprovider $TESTS 2>&1
+say "pytest_rc=$?"
+say "done"
+sync
+echo o > /proc/sysrq-trigger
+sleep 60
