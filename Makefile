@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA := $(CURDIR)/data
 
-.PHONY: setup setup-test run test lint bench clean
+.PHONY: setup setup-test run test lint bench matrix clean
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,11 @@ test: setup-test lint
 
 bench: setup-test
 	@$(PY) bench/run_all.py
+
+# The capture tests on other kernels, each booted under qemu (docs/compatibility.md).
+# Slow, so not part of `make test`. MATRIX_ARGS="--quick" or "--kernels 5.10,6.1".
+matrix: setup-test
+	@$(PY) scripts/matrix/run.py $(MATRIX_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
