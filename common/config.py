@@ -60,6 +60,7 @@ class Config:
     image_digest: str = ""
     pod_name: str = ""
     namespace: str = ""
+    pod_uid: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     # filtering
     exclude_paths: tuple[str, ...] = ("/proc", "/sys", "/dev")
@@ -244,6 +245,16 @@ def parse_name(text: str) -> str:
     return value
 
 
+_UID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+
+
+def parse_pod_uid(text: str) -> str:
+    value = text.strip()
+    if value and not _UID.match(value):
+        raise ValueError("a pod uid like 3f2b6c1e-8d4a-4e1b-9c2d-5a6b7c8d9e0f")
+    return value
+
+
 def parse_file(text: str) -> str:
     value = text.strip()
     if value and not os.path.isfile(value):
@@ -314,6 +325,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("image_digest", str.strip, "image digest, copied into reports"),
     Option("pod_name", str.strip, "pod name, copied into reports"),
     Option("namespace", str.strip, "namespace, copied into reports"),
+    Option("pod_uid", parse_pod_uid,
+           "the pod's uid (downward API metadata.uid): pod mode finds the pod's cgroup by "
+           "it where a private cgroup namespace hides the sidecar's own path"),
     Option("labels", parse_labels, "key=value,... copied into reports"),
     Option("exclude_paths", parse_exclude, "path prefixes or globs left out of reports"),
     Option("report_path", parse_path, "report file (one workload: sidecar mode)"),
@@ -371,7 +385,7 @@ OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 _EVERY_PROCESS = ("log_level", "log_format", "metrics_addr", "run_dir", "insecure_tcp",
                   "curve_secret_key", "curve_server_key", "curve_allowed_keys")
 PROCESS_OPTIONS: dict[str, tuple[str, ...]] = {
-    "tracer": (*_EVERY_PROCESS, "target_mode", "target_container_id", "target_cgroup",
+    "tracer": (*_EVERY_PROCESS, "target_mode", "target_container_id", "target_cgroup", "pod_uid",
                "events_endpoint", "checkpoint_endpoint", "ringbuf_bytes", "dedup_entries",
                "dedup_ttl", "batch_max_events", "batch_max_delay", "pending_max",
                "resend_after", "docker_socket", "containerd_socket", "containerd_namespace",

@@ -508,10 +508,9 @@ def _want_workload(value: Any, name: str) -> Workload:
 
 
 def _want_meta(value: Any, name: str) -> WorkloadMeta:
-    body = _want_map(value, name, len(_META_FIELDS) + 1)
-    unknown = set(body) - {*_META_FIELDS, "labels"}
-    if unknown:
-        raise ProtocolError(f"{name}: unknown field {sorted(map(str, unknown))[0]!r}")
+    # Fields a newer tracer may add are left unread (a rolling upgrade updates the
+    # tracers first), within a bound on how many there are.
+    body = _want_map(value, name, 4 * (len(_META_FIELDS) + 1))
     fields_ = {field_: _want_str(body.get(field_, ""), f"{name}.{field_}", MAX_META_VALUE)
                for field_ in _META_FIELDS}
     labels = _want_map(body.get("labels", {}), f"{name}.labels", MAX_META_LABELS)

@@ -475,6 +475,59 @@ def pod_cgroup_of(self_rel_path: str) -> str | None:
     return None
 
 
+POD_SEARCH_DEPTH = 3  # /kubepods.slice/kubepods-burstable.slice/kubepods-...-pod<uid>.slice
+
+
+def pod_cgroup_by_uid(root: str, uid: str) -> str | None:
+    """The cgroup of the pod with this uid (the downward API's `metadata.uid`), found in
+    the host's hierarchy mounted at `root`: for a sidecar in a private cgroup namespace,
+    whose own cgroup path reads `/`. The kubelet names it `pod<uid>` (cgroupfs driver)
+    or `kubepods-<qos>-pod<uid with _>.slice` (systemd), under a `kubepods` top."""
+    wanted = {f"pod{uid}", f"pod{uid.replace('-', '_')}"}
+
+    def is_pod(name: str) -> bool:
+        return name in wanted or any(name.endswith(f"-{w}.slice") for w in wanted)
+
+    level = [(os.path.join(root, name), f"/{name}") for name in _subdirs(root)
+             if name.startswith("kubepods")]
+    for _ in range(POD_SEARCH_DEPTH):
+        deeper = []
+        for path, rel in level:
+            for name in _subdirs(path):
+                if is_pod(name):
+                    return f"{rel}/{name}"
+                deeper.append((os.path.join(path, name), f"{rel}/{name}"))
+        level = deeper
+    return None
+
+
+def own_cgroup_under(root: str, rel: str, pid: int, depth: int = 2) -> str | None:
+    """The cgroup below `rel` whose members include `pid` (a host pid: the sidecar
+    shares the host's pid namespace), or None."""
+    path = os.path.join(root, rel.lstrip("/"))
+    for name in _subdirs(path):
+        child = f"{rel}/{name}"
+        try:
+            with open(os.path.join(path, name, "cgroup.procs")) as handle:
+                if str(pid) in handle.read().split():
+                    return child
+        except OSError:
+            continue
+        if depth > 1:
+            found = own_cgroup_under(root, child, pid, depth - 1)
+            if found:
+                return found
+    return None
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as entries:
+            return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
 def workload_for(
     rel_path: str, mode: TargetMode, targets: Sequence[str] = (), root: str = "/",
 ) -> Workload:

@@ -14,6 +14,7 @@ what changed, for the tracer to apply to the BPF map live.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -24,6 +25,8 @@ from snoop.tracer.cgroups import (
     CgroupIndex,
     find_container_cgroups,
     normalize,
+    own_cgroup_under,
+    pod_cgroup_by_uid,
     pod_cgroup_of,
     relative_to_root,
 )
@@ -66,6 +69,7 @@ class TargetChanges(NamedTuple):
 
 def resolve_targets(
     config: Config, root: str, index: CgroupIndex, self_rel_path: str,
+    pid: int | None = None,
 ) -> TargetSet:
     """The ids to trace and to leave out for `config.target_mode`, now.
 
@@ -96,11 +100,20 @@ def resolve_targets(
             _want_container(index, container, include, missing, reasons)
     elif mode is TargetMode.POD:
         pod = pod_cgroup_of(self_rel)
+        if pod is None and config.pod_uid:
+            # A private cgroup namespace (containerd and CRI-O on cgroup v2) shows the
+            # sidecar its own cgroup as `/`: find the pod by its uid, itself by its pid.
+            pod = pod_cgroup_by_uid(root, config.pod_uid)
+            if pod is not None and self_rel == "/":
+                self_rel = own_cgroup_under(root, pod, os.getpid() if pid is None
+                                            else pid) or "/"
         if pod is None:
             missing.append("pod")
             reasons["pod"] = (
                 f"Snoop's cgroup {self_rel} is in no pod: not a Kubernetes pod, and no "
                 "--cgroup-parent (compose: cgroup_parent) shared with the application"
+                + (f"; no cgroup of pod uid {config.pod_uid} under {root}"
+                   if config.pod_uid else "")
             )
         else:
             want(pod, "pod")

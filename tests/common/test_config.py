@@ -89,6 +89,7 @@ ERRORS = {
     "SNOOP_RESEND_AFTER": ("never", "expected a duration like 30s"),
     "SNOOP_MAX_UNIQUE_FILES": ("1e6", "expected a whole number above zero"),
     "SNOOP_DOCKER_SOCKET": ("docker.sock", "expected an absolute path"),
+    "SNOOP_POD_UID": ("../../etc", "expected a pod uid"),
     "SNOOP_CONTAINERD_SOCKET": ("containerd.sock", "expected an absolute path"),
     "SNOOP_CONTAINERD_NAMESPACE": ("k8s io", "expected a name of letters"),
 }

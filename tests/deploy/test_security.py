@@ -17,7 +17,10 @@ import pytest
 
 from tests.deploy.manifests import RENDERINGS, containers, pod_specs, rendering, runs_tracer
 
-TRACER_SETS = ({"BPF", "PERFMON", "SYS_PTRACE"}, {"SYS_ADMIN", "SYS_PTRACE"})
+# DAC_READ_SEARCH: open_by_handle_at(), which finds a new cgroup by its id at once (else
+# a walk of the tree, at most once a second, and a new container's first accesses wait).
+TRACER_SETS = ({"BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"},
+               {"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"})
 SECRET_ENV = re.compile(r"TOKEN|PASSWORD|_DB$|DSN")
 KEY_PATH_ENV = ("SNOOP_CURVE_SECRET_KEY", "SNOOP_CURVE_SERVER_KEY", "SNOOP_CURVE_ALLOWED_KEYS")
 SECRET_FLAGS = {"--db", "--api-token"}  # a flag's value is in the process list

@@ -213,9 +213,13 @@ def test_node_mode_reports_are_named_for_their_containers(engine, tmp_path):
                                      "SNOOP_REPORT_DIR": str(reports),
                                      "SNOOP_DOCKER_SOCKET": engine.host[len("unix://"):]})
         name = f"shop-web-{uuid.uuid4().hex[:6]}"
+        pod_labels = ["--label", "io.kubernetes.pod.namespace=prod",
+                      "--label", "io.kubernetes.pod.name=web-7d9f",
+                      "--label", "io.kubernetes.container.name=app"]  # as cri-dockerd sets
         for image, extra in ((APP_IMAGE, ["--name", name, "--label", "tier=web"]),
                              (other, ["--label", "com.docker.compose.project=shop",
-                                      "--label", "com.docker.compose.service=worker"])):
+                                      "--label", "com.docker.compose.service=worker"]),
+                             (APP_IMAGE, pod_labels)):
             started.append(engine.docker(
                 "run", "-d", "--network", "none", "--cgroup-parent", f"/{pod}", *extra,
                 image, "cat", "/app/config.txt").stdout.strip())
@@ -225,7 +229,9 @@ def test_node_mode_reports_are_named_for_their_containers(engine, tmp_path):
         by_file = {path.name: json.loads(path.read_text()) for path in reports.glob("*.json")}
         wanted = {f"{name}-{started[0][:12]}.json": ("web", name, APP_IMAGE, started[0]),
                   f"shop_worker-{started[1][:12]}.json": ("worker", "shop/worker", other,
-                                                          started[1])}
+                                                          started[1]),
+                  f"prod_web-7d9f_app-{started[2][:12]}.json": ("pod", "prod/web-7d9f/app",
+                                                                APP_IMAGE, started[2])}
         digests = set()
         for file_name, (role, workload, image, container) in wanted.items():
             assert file_name in by_file, sorted(by_file)
@@ -239,6 +245,10 @@ def test_node_mode_reports_are_named_for_their_containers(engine, tmp_path):
             labels = report["labels"]
             if role == "web":
                 assert labels["tier"] == "web" and report["container_name"] == name
+            elif role == "pod":
+                assert (report["namespace"], report["pod_name"], report["container_name"]) == \
+                    ("prod", "web-7d9f", "app")
+                assert not [k for k in labels if k.startswith("io.kubernetes.")]
             else:
                 assert labels["com.docker.compose.project"] == "shop"
                 assert labels["com.docker.compose.service"] == "worker"

@@ -182,6 +182,31 @@ def test_pod_mode_kubernetes(fake: FakeCgroups, index: CgroupIndex) -> None:
     assert targets.paths == {pod_id: pod}
 
 
+@pytest.mark.parametrize("pod", [
+    f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD.replace('-', '_')}.slice",
+    f"/kubepods/besteffort/pod{POD}",
+])
+def test_pod_mode_in_a_private_cgroup_namespace_finds_the_pod_by_its_uid(
+        fake: FakeCgroups, index: CgroupIndex, pod: str) -> None:
+    """containerd and CRI-O on cgroup v2 show a sidecar its cgroup as `/`: the pod is
+    found by the uid the downward API gives, and the sidecar by its own (host) pid."""
+    pod_id = fake.make(pod)
+    fake.make(f"{pod}/cri-containerd-{C1}.scope")
+    me = fake.make(f"{pod}/cri-containerd-{SNOOP}.scope")
+    with open(os.path.join(fake.root, pod.lstrip("/"), f"cri-containerd-{SNOOP}.scope",
+                           "cgroup.procs"), "w") as handle:
+        handle.write("41\n4242\n")
+    fake.make(f"/kubepods/besteffort/pod{'0' * 8}-1111-2222-3333-444444444444")  # another pod
+    targets = resolve_targets(config(TargetMode.POD, pod_uid=POD), fake.root, index, "/",
+                              pid=4242)
+    assert targets.marks() == {pod_id: True, me: False}
+    without = resolve_targets(config(TargetMode.POD), fake.root, index, "/", pid=4242)
+    assert without.missing == ("pod",)
+    unknown = resolve_targets(config(TargetMode.POD, pod_uid="0" * 8 + "-9999-9999-9999-"
+                                     + "9" * 12), fake.root, index, "/", pid=4242)
+    assert unknown.missing == ("pod",) and "no cgroup of pod uid" in unknown.reasons["pod"]
+
+
 def test_pod_mode_compose_cgroup_parent(fake: FakeCgroups, index: CgroupIndex) -> None:
     parent = fake.make("/myapp")
     me = fake.make(f"/myapp/{SNOOP}")

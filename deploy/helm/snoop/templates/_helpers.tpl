@@ -78,9 +78,9 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
   {{- if eq .Values.tracer.capabilities "sys-admin" }}
-  add: [SYS_ADMIN, SYS_PTRACE]
+  add: [SYS_ADMIN, SYS_PTRACE, DAC_READ_SEARCH]
   {{- else }}
-  add: [BPF, PERFMON, SYS_PTRACE]
+  add: [BPF, PERFMON, SYS_PTRACE, DAC_READ_SEARCH]
   {{- end }}
 seccompProfile:
   type: {{ .Values.tracer.seccompProfile }}
@@ -105,6 +105,7 @@ runAsNonRoot: true
 runAsUser: {{ .Values.nonRootUser }}
 runAsGroup: {{ .Values.nonRootUser }}
 fsGroup: {{ .Values.nonRootUser }}
+fsGroupChangePolicy: OnRootMismatch
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
@@ -192,6 +193,9 @@ install -m 0400 /secrets/source/tokens /secrets/tokens
     - name: SNOOP_POD_NAME
       valueFrom:
         fieldRef: {fieldPath: metadata.name}
+    - name: SNOOP_POD_UID  # finds the pod's cgroup in a private cgroup namespace
+      valueFrom:
+        fieldRef: {fieldPath: metadata.uid}
     - name: SNOOP_NAMESPACE
       valueFrom:
         fieldRef: {fieldPath: metadata.namespace}
@@ -258,7 +262,7 @@ install -m 0400 /secrets/source/tokens /secrets/tokens
 - name: snoop-reports
   {{- toYaml .Values.sidecar.reportsVolume | nindent 2 }}
 - name: snoop-run
-  emptyDir: {medium: Memory, sizeLimit: 16Mi}
+  emptyDir: {sizeLimit: 1Gi}  # on disk: up to SNOOP_PENDING_MAX events wait here
 - name: snoop-tmp
   emptyDir: {sizeLimit: 256Mi}
 {{- end -}}
