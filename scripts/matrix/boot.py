@@ -12,6 +12,7 @@ from guest import Guest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CMDLINE = "console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/matrix-init panic=-1 quiet"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _OUTCOME = re.compile(r"(\d+) (passed|failed|errors?|skipped)")
 _SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|errors?|skipped).* in [\d.]+s.*?)=*$")
 
@@ -71,7 +72,7 @@ def boot(guest: Guest, log_path: str, timeout: float, memory: str = "3G",
 
 
 def parse(console: str, result: Result) -> None:
-    lines = [line.rstrip("\r") for line in console.splitlines()]
+    lines = [_ANSI.sub("", line).rstrip("\r") for line in console.splitlines()]
     for line in lines:
         if line.startswith("MATRIX ") and "=" in line:
             key, _, value = line[len("MATRIX "):].partition("=")

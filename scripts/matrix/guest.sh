@@ -4,6 +4,7 @@
 # bcc and BPF features, run the capture tests with the host's venv, power off.
 # Every result line starts with "MATRIX " on the serial console.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8
+export PY_COLORS=0 NO_COLOR=1
 say() { echo "MATRIX $*"; }
 
 mount -t tmpfs tmpfs /tmp
@@ -40,7 +41,7 @@ tests/tracer/test_loss_and_shutdown.py::test_all_but_self_traces_others_never_it
 cd /work/main || exit 1
 say "tests_begin"
 # shellcheck disable=SC2086
-.venv/bin/python -m pytest -q -p no:cacheprovider $TESTS 2>&1
+.venv/bin/python -m pytest -q -p no:cacheprovider --color=no $TESTS 2>&1
 say "pytest_rc=$?"
 say "done"
 sync
