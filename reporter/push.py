@@ -257,7 +257,6 @@ class Pusher:
         self.counts.splits += 1
 
     def _set_aside(self, record: SpoolRecord, status: int, reply: httpx.Response) -> None:
-        self.counts.rejected += 1
         directory = os.path.join(self.spool.directory, "rejected")
         kept = os.path.join(directory, f"{record.key}.json.gz")
         try:
@@ -275,6 +274,7 @@ class Pusher:
         if not record.full:
             self.spool.forget(record.workload_id)
         self.spool.done(record)
+        self.counts.rejected += 1  # last: what it counts is on disk and in the spool
 
 
 def _keep_newest(directory: str, keep: int) -> None:

@@ -203,6 +203,7 @@ class Tracer:
         for name in self.kernel.attached:
             self.metrics.attached.labels(name).set(1)
         self._refresh_targets()
+        self._export_map_sizes()  # there from the first scrape, then every 30 s
         self.metrics.startup_seconds.set(time.monotonic() - started)
         self.ready = True
         log.info("tracer attached", extra={
