@@ -567,7 +567,7 @@ def _salvage_lines(text: str) -> tuple[dict | None, int]:
     return data, bad
 
 
-def write_atomically(path: str | os.PathLike, text: str) -> None:
+def write_atomically(path: str | os.PathLike, text: str | bytes, mode: int = 0o644) -> None:
     """Temp file in the same directory, fsync, rename, fsync the directory.
 
     Readers see the old file or the new one, never a partial one; on any error the old
@@ -577,9 +577,9 @@ def write_atomically(path: str | os.PathLike, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
-            data = text.encode("utf-8")
+            data = text.encode("utf-8") if isinstance(text, str) else text
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)

@@ -262,27 +262,7 @@ class Spool:
             return set(self.known)
 
     def _write_segment(self, name: str, data: bytes) -> None:
-        path = os.path.join(self.directory, name)
-        tmp = f"{path}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(os.path.join(self.directory, name), data, 0o600)
 
     def _write_state(self) -> bool:
         text = json.dumps({"known": sorted(self.known), "origin": self.origin,

@@ -107,8 +107,12 @@ def test_a_drop_whose_state_cannot_be_written_keeps_the_segments(tmp_path: Path,
     spool.append([P("w1", os.urandom(1000))], known=["w1"])
     import snoop.reporter.spool as spool_module
 
-    def full(path: str, text: str) -> None:
-        raise OSError(28, "No space left on device", path)
+    real = spool_module.write_atomically
+
+    def full(path: str, data, mode: int = 0o644) -> None:
+        if path.endswith("state.json"):
+            raise OSError(28, "No space left on device", path)
+        real(path, data, mode)
 
     monkeypatch.setattr(spool_module, "write_atomically", full)
     spool.append([P("w2", os.urandom(1000))])
