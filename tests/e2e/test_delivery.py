@@ -25,7 +25,7 @@ import pytest
 from snoop.common.protocol import Workload
 from snoop.common.report import Report
 from tests.reporter.snoop_fake_tracer import FakeTracer
-from tests.support.net import free_port, is_ready
+from tests.support.net import free_port, is_ready, wait_healthy
 from tests.support.postgres import postgres_server  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.e2e
@@ -119,17 +119,10 @@ class Stack:
         wait_for(lambda: is_ready(self.reporter_port), 30, "reporter ready")
 
     def start_receiver(self) -> None:
-        self.procs.start("receiver", [*SNOOP, "receive", "--listen",
-                                      f"127.0.0.1:{self.api_port}", "--db", self.db,
-                                      "--tokens-file", str(self.tokens)], {})
-        wait_for(self.receiver_up, 60, "receiver up")
-
-    def receiver_up(self) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.api_port}/healthz",
-                             timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        child = self.procs.start("receiver", [*SNOOP, "receive", "--listen",
+                                              f"127.0.0.1:{self.api_port}", "--db", self.db,
+                                              "--tokens-file", str(self.tokens)], {})
+        wait_healthy(f"http://127.0.0.1:{self.api_port}", child, 60)
 
     def connect_tracer(self) -> FakeTracer:
         self.tracer = FakeTracer(f"ipc://{self.run_dir}/events.sock",

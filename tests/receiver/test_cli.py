@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from snoop.common.report import Report
 from tests.receiver.harness import TOKEN, file, make_delta
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_healthy
 
 SNOOP = [sys.executable, "-m", "snoop.cli.main"]
 
@@ -111,16 +110,7 @@ def test_a_real_receiver_takes_a_delta_and_answers_a_report(tmp_path):
         cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the receiver did not come up"
-            time.sleep(0.1)
+        wait_healthy(base, process)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         delta = make_delta({"/bin/sh": file(), "/etc/passwd": file()})
         reply = httpx.post(f"{base}/v1/deltas", content=delta.encode(),

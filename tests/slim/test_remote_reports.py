@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from snoop.common.delta import Delta, delta_key
 from snoop.common.report import Coverage
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_healthy
 
 from .helpers import make_report
 from .test_slim_cli import rootfs  # noqa: F401  (a fixture)
@@ -53,16 +52,7 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert child.poll() is None, child.stderr.read().decode()
-            assert time.monotonic() < deadline, "receiver not up"
-            time.sleep(0.1)
+        wait_healthy(url, child)
         receiver = Receiver(url)
         receiver.push("node-a", "c1", "shop:1.1", {"/app/run.sh": ["exec", "found"],
                                                    "/etc/app.conf": ["read", "found"]})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 import urllib.request
 
 
@@ -40,3 +42,22 @@ def is_ready(port: int, host: str = "127.0.0.1") -> bool:
             return reply.status == 200
     except OSError:
         return False
+
+
+def wait_healthy(base_url: str, child: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Until the server `child` runs answers GET /healthz with 200; AssertionError (with
+    its stderr when captured) if it exits or does not answer in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        if child.poll() is not None:
+            err = child.stderr.read() if child.stderr else ""
+            raise AssertionError(f"the server exited with {child.returncode}: {err}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{base_url} did not answer /healthz in {timeout:.0f} s")
+        time.sleep(0.1)
