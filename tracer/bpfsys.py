@@ -8,6 +8,7 @@ step uses them too, to attach its programs as links it can pin.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 
@@ -21,7 +22,6 @@ BPF_MAP_GET_NEXT_KEY = 4
 BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7
 BPF_OBJ_GET_INFO_BY_FD = 15
-BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_LINK_CREATE = 28
 
 BPF_PERF_EVENT = 41  # attach type of a link to a perf event (a tracepoint)
@@ -29,6 +29,9 @@ BPF_ANY = 0
 PERF_TYPE_TRACEPOINT = 2
 PERF_SAMPLE_RAW = 1 << 10
 PERF_FLAG_FD_CLOEXEC = 1 << 3
+ENOTSUPP = 524  # the kernel's own, which bpf() can return
+PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
+PERF_EVENT_IOC_SET_BPF = 0x40042408  # _IOW('$', 8, u32)
 
 
 
@@ -59,11 +62,6 @@ class _MapInfo(ctypes.Structure):
                 ("name", ctypes.c_char * 16)]
 
 
-class _RawTpAttr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32),
-                ("pad", ctypes.c_uint32)]
-
-
 class _LinkAttr(ctypes.Structure):
     _fields_ = [("prog_fd", ctypes.c_uint32), ("target_fd", ctypes.c_uint32),
                 ("attach_type", ctypes.c_uint32), ("flags", ctypes.c_uint32),
@@ -90,11 +88,14 @@ class Bpf:
         self._libc.syscall.restype = ctypes.c_long
         self._possible_cpus = _possible_cpus()
 
+    def syscall_number(self, name: str) -> int:
+        return self._numbers[name]
+
     @property
     def possible_cpus(self) -> int:
         return self._possible_cpus
 
-    def _call(self, cmd: int, attr: ctypes.Structure, what: str) -> int:
+    def call(self, cmd: int, attr: ctypes.Structure, what: str) -> int:
         result = self._libc.syscall(self._numbers["bpf"], ctypes.c_int(cmd),
                                     ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
         if result < 0:
@@ -106,16 +107,16 @@ class Bpf:
 
     def pin(self, fd: int, path: str) -> None:
         name = ctypes.create_string_buffer(os.fsencode(path))
-        self._call(BPF_OBJ_PIN, _ObjAttr(ctypes.addressof(name), fd, 0), f"pin {path}")
+        self.call(BPF_OBJ_PIN, _ObjAttr(ctypes.addressof(name), fd, 0), f"pin {path}")
 
     def get_pinned(self, path: str) -> int:
         name = ctypes.create_string_buffer(os.fsencode(path))
-        return self._call(BPF_OBJ_GET, _ObjAttr(ctypes.addressof(name), 0, 0),
+        return self.call(BPF_OBJ_GET, _ObjAttr(ctypes.addressof(name), 0, 0),
                           f"open pinned {path}")
 
     def map_info(self, fd: int) -> _MapInfo:
         info = _MapInfo()
-        self._call(BPF_OBJ_GET_INFO_BY_FD,
+        self.call(BPF_OBJ_GET_INFO_BY_FD,
                    _InfoAttr(fd, ctypes.sizeof(info), ctypes.addressof(info)), "map info")
         return info
 
@@ -126,7 +127,7 @@ class Bpf:
         value = ctypes.create_string_buffer(value_size)
         attr = _MapAttr(fd, 0, ctypes.addressof(key_buf), ctypes.addressof(value), 0)
         try:
-            self._call(BPF_MAP_LOOKUP_ELEM, attr, "map lookup")
+            self.call(BPF_MAP_LOOKUP_ELEM, attr, "map lookup")
         except BpfError as exc:
             if exc.errno == 2:  # ENOENT
                 return None
@@ -136,14 +137,14 @@ class Bpf:
     def update(self, fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
         key_buf = ctypes.create_string_buffer(key, len(key))
         value_buf = ctypes.create_string_buffer(value, len(value))
-        self._call(BPF_MAP_UPDATE_ELEM, _MapAttr(fd, 0, ctypes.addressof(key_buf),
+        self.call(BPF_MAP_UPDATE_ELEM, _MapAttr(fd, 0, ctypes.addressof(key_buf),
                                                  ctypes.addressof(value_buf), flags),
                    "map update")
 
     def delete(self, fd: int, key: bytes) -> bool:
         key_buf = ctypes.create_string_buffer(key, len(key))
         try:
-            self._call(BPF_MAP_DELETE_ELEM, _MapAttr(fd, 0, ctypes.addressof(key_buf), 0, 0),
+            self.call(BPF_MAP_DELETE_ELEM, _MapAttr(fd, 0, ctypes.addressof(key_buf), 0, 0),
                        "map delete")
         except BpfError as exc:
             if exc.errno == 2:
@@ -163,7 +164,7 @@ class Bpf:
                 key_buf = ctypes.create_string_buffer(current, key_size)
                 attr = _MapAttr(fd, 0, ctypes.addressof(key_buf), ctypes.addressof(next_key), 0)
             try:
-                self._call(BPF_MAP_GET_NEXT_KEY, attr, "map keys")
+                self.call(BPF_MAP_GET_NEXT_KEY, attr, "map keys")
             except BpfError as exc:
                 if exc.errno == 2:
                     return found
@@ -173,14 +174,11 @@ class Bpf:
 
     # ------------------------------------------------------------ attaching
 
-    def raw_tracepoint_link(self, name: str, prog_fd: int) -> int:
-        text = ctypes.create_string_buffer(name.encode())
-        return self._call(BPF_RAW_TRACEPOINT_OPEN,
-                          _RawTpAttr(ctypes.addressof(text), prog_fd, 0),
-                          f"attach raw tracepoint {name}")
-
-    def tracepoint_link(self, tracefs: str, category: str, event: str, prog_fd: int) -> int:
-        """A link from the program to a tracepoint: it survives its creator when pinned."""
+    def tracepoint_link(self, tracefs: str, category: str, event: str,
+                        prog_fd: int) -> tuple[int, bool]:
+        """Attach the program to a tracepoint: (fd, pinnable). From 5.15 the fd is a BPF
+        link, which survives its creator when pinned; before, it is the perf event itself
+        (PERF_EVENT_IOC_SET_BPF), attached only while some process holds it open."""
         with open(os.path.join(tracefs, "events", category, event, "id")) as handle:
             tracepoint_id = int(handle.read())
         attr = _PerfAttr(type=PERF_TYPE_TRACEPOINT, size=ctypes.sizeof(_PerfAttr),
@@ -193,10 +191,27 @@ class Bpf:
             err = ctypes.get_errno()
             raise BpfError(err, f"perf_event_open {category}:{event}: {os.strerror(err)}")
         try:
-            return self._call(BPF_LINK_CREATE, _LinkAttr(prog_fd, perf_fd, BPF_PERF_EVENT, 0),
+            link = self.call(BPF_LINK_CREATE, _LinkAttr(prog_fd, perf_fd, BPF_PERF_EVENT, 0),
                               f"link {category}:{event}")
-        finally:
+        except BpfError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP):
+                os.close(perf_fd)
+                raise
+        else:
             os.close(perf_fd)
+            return link, True
+        try:
+            for request, argument in ((PERF_EVENT_IOC_SET_BPF, prog_fd),
+                                      (PERF_EVENT_IOC_ENABLE, 0)):
+                if self._libc.ioctl(ctypes.c_int(perf_fd), ctypes.c_ulong(request),
+                                    ctypes.c_int(argument)) < 0:
+                    err = ctypes.get_errno()
+                    raise BpfError(err, f"attach {category}:{event} to its perf event: "
+                                        f"{os.strerror(err)}")
+        except BpfError:
+            os.close(perf_fd)
+            raise
+        return perf_fd, False
 
 
 def _possible_cpus() -> int:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from snoop.tracer import features
 from snoop.tracer.syscalls import SYSCALLS, available, feature_defines, index_defines
 
 BPF_SOURCE = Path(__file__).with_name("bpf") / "snoop.bpf.c"
@@ -74,6 +75,11 @@ class BuildPlan:
         return cflags_for(self.settings, self.present, self.features)
 
     @property
+    def ringbuf(self) -> bool:
+        """The BPF ring buffer; else one perf buffer per CPU."""
+        return "-DHAVE_RINGBUF" in self.features
+
+    @property
     def digest(self) -> str:
         """Changes whenever the program that would be loaded changes."""
         text = BPF_SOURCE.read_bytes() + "\0".join(self.cflags).encode()
@@ -84,4 +90,4 @@ def plan(settings: KernelSettings) -> BuildPlan:
     tracefs = find_tracefs()
     present, missing = available(tracefs, SYSCALLS)
     return BuildPlan(settings, tracefs, tuple(present), tuple(missing),
-                     tuple(feature_defines(tracefs)))
+                     tuple(feature_defines(tracefs) + features.probe().defines))

@@ -16,6 +16,7 @@ import os
 import platform
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 
@@ -34,6 +35,9 @@ from snoop.tracer.build import (
 STAGES = ("exit_stage", "magic_stage", "finish_stage", "stage_path2", "stage_model",
           "enter_stage")
 MAX_MESSAGE = 1 << 20
+# Hooks whose programs may fail to load on some kernels without stopping the tracer: the
+# manifest lists them and the tracer says what it then cannot see.
+OPTIONAL_CATEGORIES = ("io_uring",)
 
 
 def _bcc():
@@ -42,6 +46,30 @@ def _bcc():
     except ImportError:
         raise LoadError("python module bcc missing: install Debian's python3-bpfcc") from None
     return bcc
+
+
+@contextlib.contextmanager
+def _captured_stderr():
+    """fd 2 into a temporary file for the block; yields a function returning its text."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        def text() -> str:
+            sink.seek(0)
+            return sink.read().decode(errors="replace")
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _why(output: str) -> str:
+    """The lines of clang's or the verifier's output that say what went wrong."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    chosen = errors[:3] if errors else lines[-3:]
+    return (": " + " | ".join(chosen))[:2000] if chosen else ""
 
 
 def build(plan: BuildPlan) -> tuple[dict, dict[str, int]]:
@@ -57,33 +85,43 @@ def build(plan: BuildPlan) -> tuple[dict, dict[str, int]]:
             pass
 
     started = time.monotonic()
-    stderr_fd = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        # bcc's clang prints pages of header warnings on stderr; keep the log clean.
-        os.dup2(devnull, 2)
-        program = Loader(src_file=str(BPF_SOURCE).encode(), cflags=plan.cflags)
-    except Exception as exc:
-        raise LoadError(f"BPF program failed to load: {exc}") from None
-    finally:
-        os.dup2(stderr_fd, 2)
-        os.close(stderr_fd)
-        os.close(devnull)
+    # bcc's clang prints pages of header warnings on stderr: kept out of the log, but a
+    # failure's own lines (clang's errors, the verifier's verdict) go into its message.
+    with _captured_stderr() as captured:
+        try:
+            program = Loader(src_file=str(BPF_SOURCE).encode(), cflags=plan.cflags)
+        except Exception as exc:
+            raise LoadError(f"BPF program failed to load: {exc}{_why(captured())}") from None
     bpf = Bpf()
     fds: dict[str, int] = {}
     attached: list[str] = []
+    skipped: list[str] = []
+    all_pinnable = True
     try:
         for index in range(bcc.lib.bpf_num_functions(program.module)):
             name = bcc.lib.bpf_function_name(program.module, index).decode()
             if name.startswith("tracepoint__"):
                 category, event = name[len("tracepoint__"):].split("__", 1)
-                fn = program.load_func(name.encode(), bcc.BPF.TRACEPOINT)
-                fds[f"link-{event}"] = bpf.tracepoint_link(plan.tracefs, category, event, fn.fd)
+                with _captured_stderr() as captured:
+                    try:
+                        fn = program.load_func(name.encode(), bcc.BPF.TRACEPOINT)
+                    except Exception as exc:
+                        if category not in OPTIONAL_CATEGORIES:
+                            raise RuntimeError(f"{exc}{_why(captured())}") from None
+                        skipped.append(f"{category}:{event}: {exc}{_why(captured())}")
+                        continue
+                fds[f"link-{event}"], pinnable = bpf.tracepoint_link(
+                    plan.tracefs, category, event, fn.fd)
+                all_pinnable = all_pinnable and pinnable
                 if not event.startswith("sys_exit_"):
                     attached.append(event.removeprefix("sys_enter_"))
         table = program[b"stage_progs"]
         for index, name in enumerate(STAGES):
-            fn = program.load_func(name.encode(), bcc.BPF.TRACEPOINT)
+            with _captured_stderr() as captured:
+                try:
+                    fn = program.load_func(name.encode(), bcc.BPF.TRACEPOINT)
+                except Exception as exc:
+                    raise RuntimeError(f"{exc}{_why(captured())}") from None
             table[table.Key(index)] = table.Leaf(fn.fd)
         for name in maps.ALL:
             fds[f"map-{name}"] = os.dup(program[name.encode()].map_fd)
@@ -96,8 +134,18 @@ def build(plan: BuildPlan) -> tuple[dict, dict[str, int]]:
         "digest": plan.digest,
         "attached": attached,
         "missing": list(plan.missing),
+        "skipped": skipped,
+        # Perf-event attachments (before 5.15) cannot be pinned: none is, then. Nor with
+        # perf buffers: they live in the tracer, and what one held would die with it.
+        "pinnable": all_pinnable and plan.ringbuf,
         "compile_seconds": round(time.monotonic() - started, 3),
-        "ringbuf_bytes": ringbuf_pages(plan.settings.ringbuf_bytes) * PAGE_SIZE,
+        "event_path": "ring buffer" if plan.ringbuf else "perf buffer",
+        "ancestor_helper": "-DHAVE_ANCESTOR_CGROUP_HELPER" in plan.features,
+        # The ring buffer's size; or each CPU's perf buffer's, about as much in all.
+        "ringbuf_bytes": ringbuf_pages(plan.settings.ringbuf_bytes if plan.ringbuf else
+                                       plan.settings.ringbuf_bytes // bpf.possible_cpus
+                                       ) * PAGE_SIZE,
+        "wakeup_every": plan.settings.wakeup_every,
     }
     return manifest, fds
 

@@ -22,7 +22,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,6 +30,7 @@ from snoop.tracer import cgroups, maps
 from snoop.tracer.bpfsys import Bpf
 from snoop.tracer.build import BuildPlan, LoadError
 from snoop.tracer.compiler import MAX_MESSAGE, plan_argument
+from snoop.tracer.perfbuf import PerfReader
 from snoop.tracer.ringbuf import RingReader
 
 INCLUDE = 1
@@ -90,7 +91,12 @@ class KernelSide:
                                 f"(key/value), tracer/maps.py says "
                                 f"{layout.key.size}/{layout.value.size}")
             self._maps[name] = _Map(fd, layout, info.value_size)
-        self.ring = RingReader(self._maps["events"].fd, manifest["ringbuf_bytes"])
+        if manifest.get("event_path", "ring buffer") == "ring buffer":
+            self.ring: RingReader | PerfReader = RingReader(self._maps["events"].fd,
+                                                            manifest["ringbuf_bytes"])
+        else:
+            self.ring = PerfReader(self._maps["events"].fd, manifest["ringbuf_bytes"],
+                                   self._bpf, manifest.get("wakeup_every", 64))
         self._closed = False
 
     # ------------------------------------------------------------ building or adopting
@@ -106,7 +112,11 @@ class KernelSide:
             remove_pins(pin_dir)
         manifest, fds = compile_in_child(plan)
         side = cls(manifest, fds, None, adopted=False)
-        if pin_dir is not None:
+        if pin_dir is not None and not manifest.get("pinnable", True):
+            log.warning("the kernel side cannot outlive this tracer (BPF perf links need "
+                        "5.15, ring buffers 5.8): a restart is a counted gap",
+                    extra={"event_path": manifest.get("event_path", "")})
+        elif pin_dir is not None:
             side._pin(pin_dir)
             write_manifest(manifest_path, manifest)
         return side
@@ -153,6 +163,11 @@ class KernelSide:
         return tuple(self.manifest["missing"])
 
     @property
+    def skipped(self) -> tuple[str, ...]:
+        """Optional hooks this kernel refused, each with why ("io_uring:event: reason")."""
+        return tuple(self.manifest.get("skipped", ()))
+
+    @property
     def compile_seconds(self) -> float:
         return float(self.manifest.get("compile_seconds", 0.0))
 
@@ -178,6 +193,30 @@ class KernelSide:
         for cgroup_id, mark in wanted.items():
             self._update("targets", (cgroup_id,), (mark,))
         self._new_generation()
+
+    def update_targets(self, added: Mapping[int, bool], removed: Iterable[int]) -> None:
+        """Add and remove single ids (the descendants the tracer lists itself)."""
+        targets = self._maps["targets"]
+        for cgroup_id in removed:
+            self._bpf.delete(targets.fd, maps.U64.pack(cgroup_id))
+        for cgroup_id, traced in added.items():
+            self._update("targets", (cgroup_id,), (INCLUDE if traced else EXCLUDE,))
+        self._new_generation()
+
+    def ran_untraced(self, cgroup_id: int) -> bool:
+        """A hook ran for a process of this cgroup, and found it untraced, before the
+        last change of the target set (call it right after `update_targets`)."""
+        value = self._lookup("verdicts", cgroup_id)
+        generation = self._lookup("generation", 0)
+        if value is None or generation is None:
+            return False
+        # Cached before the target set changed (an older generation), and not traced.
+        return value[0] >> 8 < generation[0] and value[0] & 0xFF != INCLUDE
+
+    @property
+    def has_ancestor_helper(self) -> bool:
+        """The kernel side finds a cgroup's ancestors itself; else the tracer lists them."""
+        return self.manifest.get("ancestor_helper", True)
 
     def entries(self, name: str) -> int:
         """How many entries map `name` holds now (a walk of its keys)."""

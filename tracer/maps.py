@@ -20,6 +20,7 @@ U8 = struct.Struct("<B")
 # name -> layout. Per-CPU maps hold one 8-byte-aligned value per possible CPU.
 LAYOUTS: dict[str, MapLayout] = {
     "targets": MapLayout(U64, U8),
+    "verdicts": MapLayout(U64, U64),  # cgroup id -> (generation << 8) | verdict
     "generation": MapLayout(U32, U64),
     "excluded_tgids": MapLayout(U32, U8),
     "control": MapLayout(U32, U32),

@@ -53,6 +53,16 @@ class TracerMetrics:
                                      registry=registry)
         self.targets = Gauge("snoop_target_cgroups", "Cgroup ids in the kernel target set",
                              ["mode"], registry=registry)
+        self.cgroups_listed = Counter(
+            "snoop_cgroups_listed_late",
+            "Kernels without the ancestor helper: new cgroups listed by the tracer, by "
+            "whether a process had run in one before (its first syscalls unseen)",
+            ["ran_before"], registry=registry)
+        self.perf_lost = Gauge(
+            "snoop_perf_buffer_lost",
+            "Perf buffers only (before 5.8): records that did not fit, as the kernel's own "
+            "lost-records notes say; a cross-check of snoop_events_dropped and "
+            "snoop_bookkeeping_dropped together", registry=registry)
         self.batches_sent = Counter("snoop_batches_sent", "Event batches handed to ZeroMQ",
                                     registry=registry)
         self.batches_resent = Counter("snoop_batches_resent",

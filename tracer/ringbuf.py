@@ -51,6 +51,10 @@ class RingReader:
     def produced(self) -> int:
         return _U64.unpack_from(self._producer, 0)[0]
 
+    def wake_on(self, fd: int) -> None:
+        """`wait()` also returns when `fd` is readable."""
+        self._poll.register(fd, select.POLLIN)
+
     def wait(self, timeout_ms: int) -> None:
         """Until the producer wakes us, or timeout_ms."""
         if self.produced == self.position:

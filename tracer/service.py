@@ -45,11 +45,13 @@ from snoop.common.transport import EVENTS_HWM, Receiver, Security, Sender, new_c
 from snoop.tracer import build, cgroups, container_names, records, syscalls
 from snoop.tracer.container_names import ContainerNames
 from snoop.tracer.containerd import Containerd
+from snoop.tracer.descendants import DescendantTracker
 from snoop.tracer.events import RecordTranslator
 from snoop.tracer.kernel import KernelSide
 from snoop.tracer.metrics import TracerMetrics
 from snoop.tracer.newcomers import NewcomerGate, running_processes
 from snoop.tracer.pending import PendingBatch, PendingBatches
+from snoop.tracer.perfbuf import PerfReader
 from snoop.tracer.resolve import PathResolver
 from snoop.tracer.spool import Spool
 from snoop.tracer.state import BasesLog, TracerState
@@ -154,6 +156,7 @@ class Tracer:
         self.resolver = PathResolver(kernel=None)
         self.translator = RecordTranslator(self.resolver)
         self._io_uring_seen: dict[int, int] = {}
+        self.descendants: DescendantTracker | None = None
         self._workloads: dict[int, Workload] = {}
         self.container_names = container_lookup(config)
         self._unnamed: dict[int, float] = {}  # cgroup id -> when to ask its name again
@@ -200,14 +203,23 @@ class Tracer:
         self._take_over(plan.digest)
         self.kernel.resume()  # a clean stop paused it; a crash did not
         self.gate = NewcomerGate(running_processes())
+        if not self.kernel.has_ancestor_helper:
+            self.descendants = DescendantTracker(self.cgroup_root)
+            self.kernel.ring.wake_on(self.descendants.fd)
         for name in self.kernel.attached:
             self.metrics.attached.labels(name).set(1)
         self._refresh_targets()
         self._export_map_sizes()  # there from the first scrape, then every 30 s
         self.metrics.startup_seconds.set(time.monotonic() - started)
+        for hook in self.kernel.skipped:
+            # Today only io_uring's submit hook is optional: without it, io_uring
+            # requests that name paths are neither seen nor counted.
+            log.warning("optional hook not loaded: its events go unseen and uncounted",
+                        extra={"hook": hook})
         self.ready = True
         log.info("tracer attached", extra={
             "sender": self.sender_id, "syscalls": len(self.kernel.attached),
+            "event_path": self.kernel.manifest.get("event_path", "ring buffer"),
             "missing": ",".join(self.kernel.missing),
             "compile_seconds": round(self.kernel.compile_seconds, 2),
             "adopted": self.kernel.adopted, "pinned": self.kernel.pin_dir or "",
@@ -267,10 +279,34 @@ class Tracer:
         except (TargetError, cgroups.CgroupError) as exc:
             log.error("cannot resolve targets", extra={"error": str(exc)})
             return
-        if changed:
-            current = self.watcher.current
+        current = self.watcher.current
+        if self.descendants is not None:
+            if changed or self.descendants.needs_walk:
+                listed = self.descendants.expand(current.listed())
+                self.kernel.set_targets([i for i, traced in listed.items() if traced],
+                                        [i for i, traced in listed.items() if not traced])
+        elif changed:
             self.kernel.set_targets(current.include, current.exclude)
+        if changed:
             self.metrics.targets.labels(self.config.target_mode.value).set(len(current.include))
+
+    def _list_new_cgroups(self) -> None:
+        """Kernels without the ancestor helper: put new cgroups below the targets into
+        the kernel's target set, and say when a process ran in one before."""
+        changes = self.descendants.poll()
+        if not changes:
+            return
+        self.kernel.update_targets(changes.added, changes.removed)
+        for cgroup_id, traced in changes.added.items():
+            if not traced:
+                continue
+            late = self.kernel.ran_untraced(cgroup_id)
+            self.metrics.cgroups_listed.labels("yes" if late else "no").inc()
+            if late:
+                log.warning("a process ran in a new cgroup before the tracer listed it: "
+                            "its first syscalls there were not seen",
+                            extra={"cgroup_id": cgroup_id,
+                                   "cgroup": self.index.lookup(cgroup_id) or ""})
 
     # ------------------------------------------------------------ records
 
@@ -500,6 +536,8 @@ class Tracer:
         unresolved_seen = 0
         while not self.stop_requested.is_set():
             self._drain(poll_ms)
+            if self.descendants is not None:
+                self._list_new_cgroups()
             now = self.clock()
             if self.batch.ready(now):
                 self._flush()
@@ -510,6 +548,8 @@ class Tracer:
             if now >= next_housekeeping:
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
                 self._add_coverage(now)
+                if isinstance(self.kernel.ring, PerfReader):
+                    self.metrics.perf_lost.set(self.kernel.ring.lost)
                 self._compact_bases_log()
                 self._refresh_targets()
                 self._take_checkpoints()
@@ -549,6 +589,8 @@ class Tracer:
         else:
             self._leave_own_cgroup()
         self.bases_log.close()
+        if self.descendants is not None:
+            self.descendants.close()
         self.checkpoints.close(linger=0)
         self.sender.close()
         self.context.term()

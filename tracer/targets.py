@@ -50,6 +50,14 @@ class TargetSet:
     paths: Mapping[int, str] = field(default_factory=dict, compare=False)
     # Why each missing target is missing, for the log.
     reasons: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Relative path of every excluded id.
+    exclude_paths: Mapping[int, str] = field(default_factory=dict, compare=False)
+
+    def listed(self) -> dict[str, bool]:
+        """Relative path -> True (include) or False (exclude), of every listed id."""
+        found = {rel: True for rel in self.paths.values()}
+        found.update((rel, False) for rel in self.exclude_paths.values())
+        return found
 
     def marks(self) -> dict[int, bool]:
         """cgroup id -> True (include) or False (exclude), as the BPF map holds them."""
@@ -122,7 +130,7 @@ def resolve_targets(
     else:  # pragma: no cover - TargetMode is closed
         raise TargetError(f"target mode {mode!r}: expected one of {list(TargetMode)}")
 
-    exclude: set[int] = set()
+    exclude: dict[int, str] = {}
     if self_rel != "/":
         self_id = index.id_of(self_rel)
         if self_id is None:
@@ -132,7 +140,7 @@ def resolve_targets(
                 "namespace?): Snoop cannot leave itself out"
             )
         else:
-            exclude.add(self_id)
+            exclude[self_id] = self_rel
     elif "/" in include.values():
         raise TargetError(
             "Snoop runs in the root cgroup, which is also a target: it would trace itself. "
@@ -142,7 +150,7 @@ def resolve_targets(
         include.pop(cid, None)
     return TargetSet(
         include=frozenset(include), exclude=frozenset(exclude), missing=tuple(missing),
-        paths=include, reasons=reasons,
+        paths=include, reasons=reasons, exclude_paths=exclude,
     )
 
 

@@ -33,29 +33,41 @@ class Result:
 
     @property
     def event_path(self) -> str:
-        if self.facts.get("ringbuf") == "yes":
-            return "ring buffer" if self.passed else "ring buffer (tracer not up)"
-        if self.facts.get("ringbuf") == "no":
-            return "none: no BPF ring buffer"
-        return "?"
+        """As the tracer's own probes found it in the guest."""
+        return self.facts.get("event_path", "?")
+
+    @property
+    def cgroup_filter(self) -> str:
+        helper = self.facts.get("ancestor_cgroup_helper")
+        return {"yes": "ancestor helper", "no": "tracer lists descendants"}.get(helper, "?")
+
+    @property
+    def pickup(self) -> str:
+        """p50/p99 of a new child cgroup's pickup, where the tracer lists descendants."""
+        if self.facts.get("ancestor_cgroup_helper") != "no":
+            return "-"  # the kernel finds descendants itself: nothing to pick up
+        found = re.search(r"p50 (\d+) us, p99 (\d+) us", self.facts.get("pickup", ""))
+        return f"{found.group(1)}/{found.group(2)} us" if found else "-"
 
 
-def qemu_argv(guest: Guest, memory: str, cpus: int) -> list[str]:
+def qemu_argv(guest: Guest, memory: str, cpus: int, tests: str = "") -> list[str]:
+    # The kernel hands unknown key=value parameters to init as its environment.
+    cmdline = CMDLINE + (f" MATRIX_TESTS={tests}" if tests else "")
     return ["qemu-system-x86_64", "-accel", "tcg", "-m", memory, "-smp", str(cpus),
             "-nographic", "-no-reboot", "-kernel", guest.kernel, "-initrd", guest.initrd,
-            "-append", CMDLINE,
+            "-append", cmdline,
             "-drive", f"file={guest.disk},format=raw,if=virtio,snapshot=on",
             "-virtfs", f"local,path={REPO},mount_tag=snoop,security_model=none,readonly=on",
             "-nic", "none"]
 
 
 def boot(guest: Guest, log_path: str, timeout: float, memory: str = "3G",
-         cpus: int = 2) -> Result:
+         cpus: int = 2, tests: str = "") -> Result:
     """Run the guest to power-off or `timeout`, whichever is first (then kill it)."""
     result = Result(guest.name, guest.krel, log=log_path)
     start = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(qemu_argv(guest, memory, cpus), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(qemu_argv(guest, memory, cpus, tests), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout=timeout)

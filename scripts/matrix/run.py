@@ -25,12 +25,13 @@ def log(message: str) -> None:
 
 
 def table(results: list[Result]) -> str:
-    head = ("kernel", "uname -r", "bcc", "event path", "passed", "failed", "time")
+    head = ("kernel", "uname -r", "bcc", "event path", "cgroup filter",
+            "pickup p50/p99", "passed", "failed", "time")
     rows = [head]
     for r in results:
         failed = r.failed + r.errors
-        rows.append((r.name, r.krel, r.facts.get("bcc", "?"), r.event_path, str(r.passed),
-                     str(failed), f"{r.seconds:.0f}s"))
+        rows.append((r.name, r.krel, r.facts.get("bcc", "?"), r.event_path, r.cgroup_filter,
+                     r.pickup, str(r.passed), str(failed), f"{r.seconds:.0f}s"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
                      for row in rows)
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                         + ",".join(k.name for k in KERNELS))
     parser.add_argument("--quick", action="store_true", help=f"only {' and '.join(QUICK)}")
     parser.add_argument("--cache", default=DEFAULT_CACHE)
+    parser.add_argument("--tests", default="",
+                        help="comma-separated pytest node ids instead of the usual set")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per guest")
     args = parser.parse_args(argv)
     names = QUICK if args.quick else (args.kernels.split(",") if args.kernels else
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         guest = ensure_guest(known[name], args.cache, log)
         log(f"{name}: guest ready in {time.monotonic() - started:.0f}s; booting {guest.krel}")
-        result = boot(guest, os.path.join(args.cache, "logs", f"{name}.log"), args.timeout)
+        result = boot(guest, os.path.join(args.cache, "logs", f"{name}.log"), args.timeout,
+                      tests=args.tests)
         results.append(result)
         log(f"{name}: {result.passed} passed, {result.failed + result.errors} failed "
             f"in {result.seconds:.0f}s (console: {result.log})")

@@ -42,7 +42,7 @@ def test_map_layouts_match_the_structs_bcc_compiled(compiled):
 
 def test_every_syscall_in_the_table_has_a_probe_and_back():
     in_c = set(re.findall(r"#ifdef HAVE_(\w+)", C_SOURCE))
-    features = {"GROUP_DEAD", *IO_URING_SUBMIT}
+    features = {"GROUP_DEAD", "RINGBUF", "ANCESTOR_CGROUP_HELPER", *IO_URING_SUBMIT}
     assert in_c - features == set(SYSCALLS)
     for name in SCHED_EVENTS:
         assert f"TRACEPOINT_PROBE(sched, {name})" in C_SOURCE

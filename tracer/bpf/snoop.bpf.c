@@ -6,6 +6,8 @@
 //   HAVE_<syscall>       for each syscall tracepoint this kernel has (others are skipped)
 //   HAVE_GROUP_DEAD      when sched_process_exit says whether the whole process died
 //   HAVE_io_uring_submit_req or HAVE_io_uring_submit_sqe, when that tracepoint has an opcode
+//   HAVE_RINGBUF         the BPF ring buffer (5.8); else one perf buffer per CPU
+//   HAVE_ANCESTOR_CGROUP_HELPER  bpf_get_current_ancestor_cgroup_id in tracing programs
 //   SYS_IDX_<syscall>    the syscall's index in the tracer's syscall table (for metrics)
 //   RINGBUF_PAGES, DEDUP_ENTRIES, DEDUP_TTL_NS, MAX_CGROUP_LEVELS, WAKEUP_EVERY
 //
@@ -212,13 +214,23 @@ struct files_link {
     u32 pad;
 };
 
+#ifdef HAVE_RINGBUF
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+#else
+// Before 5.8: one perf buffer per CPU, which the tracer opens and maps itself.
+BPF_PERF_OUTPUT(events);
+#endif
 BPF_PERCPU_ARRAY(scratch, struct event_buf, 1);
 BPF_PERCPU_ARRAY(counters, u64, STAT_SLOTS);
 BPF_PERCPU_ARRAY(wakeup_count, u32, 1);
 BPF_PERCPU_ARRAY(serials, u64, 1);
 // Target cgroup ids: 1 = trace it and its descendants, 2 = exclude it and its descendants.
+// Without the ancestor helper every descendant is listed too, so there is more of it.
+#ifdef HAVE_ANCESTOR_CGROUP_HELPER
 BPF_HASH(targets, u64, u8, 4096);
+#else
+BPF_HASH(targets, u64, u8, 65536);
+#endif
 // Cached verdict per cgroup id: (generation << 8) | verdict. Stale generations recompute.
 BPF_TABLE("lru_hash", u64, u64, verdicts, 16384);
 BPF_ARRAY(generation, u64, 1);
@@ -267,6 +279,7 @@ static __always_inline int cgroup_traced(u64 cgroup_id) {
     if (cached && (*cached >> 8) == gen)
         return (*cached & 0xff) == 1;
     u64 verdict = 2;
+#ifdef HAVE_ANCESTOR_CGROUP_HELPER
 #pragma unroll
     for (int level = MAX_CGROUP_LEVELS - 1; level >= 0; level--) {
         u64 ancestor = bpf_get_current_ancestor_cgroup_id(level);
@@ -278,6 +291,13 @@ static __always_inline int cgroup_traced(u64 cgroup_id) {
             break;
         }
     }
+#else
+    // No ancestor helper for tracing programs (before 5.14): the tracer lists every
+    // descendant of a target itself (tracer/descendants.py), with its verdict.
+    u8 *mark = targets.lookup(&cgroup_id);
+    if (mark)
+        verdict = *mark;
+#endif
     u64 value = (gen << 8) | verdict;
     verdicts.update(&cgroup_id, &value);
     return verdict == 1;
@@ -326,7 +346,8 @@ static __always_inline u8 kind_from_open_flags(u64 flags) {
 
 // ---------------------------------------------------------------- records
 
-static __always_inline void submit_ring(void *data, u32 size, int *ok, u32 full_slot) {
+static __always_inline void submit_ring(void *ctx, void *data, u32 size, int *ok, u32 full_slot) {
+#ifdef HAVE_RINGBUF
     // Waking the reader on every record costs ~3 us on the traced syscall; the tracer
     // polls on a short timer instead, and every WAKEUP_EVERY records force a wakeup so
     // a burst cannot fill the ring buffer between polls.
@@ -340,7 +361,12 @@ static __always_inline void submit_ring(void *data, u32 size, int *ok, u32 full_
             wake = BPF_RB_FORCE_WAKEUP;
         }
     }
-    if (events.ringbuf_output(data, size, wake) < 0) {
+    int failed = events.ringbuf_output(data, size, wake) < 0;
+#else
+    // The perf event's own wakeup_events does what WAKEUP_EVERY does above.
+    int failed = events.perf_submit(ctx, data, size) < 0;
+#endif
+    if (failed) {
         count(full_slot);
         *ok = 0;
     } else {
@@ -349,13 +375,13 @@ static __always_inline void submit_ring(void *data, u32 size, int *ok, u32 full_
     }
 }
 
-static __always_inline int submit(struct event_buf *buf, u32 len) {
+static __always_inline int submit(void *ctx, struct event_buf *buf, u32 len) {
     int ok = 0;
     u32 size = sizeof(struct event_hdr) + (len & (SNOOP_PATH_MAX - 1));
     if (size > sizeof(struct event_buf))
         return 0;
     bpf_get_current_comm(buf->hdr.comm, sizeof(buf->hdr.comm));
-    submit_ring(buf, size, &ok, STAT_RINGBUF_FULL);
+    submit_ring(ctx, buf, size, &ok, STAT_RINGBUF_FULL);
     return ok;
 }
 
@@ -386,7 +412,7 @@ static __always_inline struct event_buf *new_event(u64 cgroup_id, u8 kind, u16 s
 
 // A path-less bookkeeping record, built on the stack (the scratch buffer may hold the
 // record being assembled). Returns 1 when it reached the ring buffer.
-static __always_inline int send_note(u64 cgroup_id, u8 kind, u16 syscall, u32 tgid,
+static __always_inline int send_note(void *ctx, u64 cgroup_id, u8 kind, u16 syscall, u32 tgid,
                                      s32 dirfd, s64 ret, u64 serial) {
     struct event_hdr note = {};
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -399,7 +425,7 @@ static __always_inline int send_note(u64 cgroup_id, u8 kind, u16 syscall, u32 tg
     note.syscall = syscall;
     note.kind = kind;
     int ok = 0;
-    submit_ring(&note, sizeof(note), &ok, STAT_NOTES_DROPPED);
+    submit_ring(ctx, &note, sizeof(note), &ok, STAT_NOTES_DROPPED);
     return ok;
 }
 
@@ -517,21 +543,21 @@ static __always_inline void cwd_put(u64 fs, u64 base) {
 }
 
 // The base for fd `fd`: known, or minted now and announced with a PRIME record.
-static __always_inline u64 fd_base(u64 cgroup_id, struct proc *p, u32 tgid, s32 fd,
+static __always_inline u64 fd_base(void *ctx, u64 cgroup_id, struct proc *p, u32 tgid, s32 fd,
                                    int *old_root) {
     u64 base = fd_lookup(p, fd, old_root);
     if (base)
         return base;
     u64 files = p->files;
     base = new_serial();
-    if (!send_note(cgroup_id, KIND_PRIME_FD, 0, tgid, fd, (s64)files, base))
+    if (!send_note(ctx, cgroup_id, KIND_PRIME_FD, 0, tgid, fd, (s64)files, base))
         return 0;
     count(STAT_PRIMED);
     fd_put(files, fd, base, 0);
     return base;
 }
 
-static __always_inline u64 cwd_base(u64 cgroup_id, struct proc *p, u32 tgid,
+static __always_inline u64 cwd_base(void *ctx, u64 cgroup_id, struct proc *p, u32 tgid,
                                     int *old_root) {
     u64 fs = p->fs;
     struct cwd_entry *known = cwds.lookup(&fs);
@@ -540,7 +566,7 @@ static __always_inline u64 cwd_base(u64 cgroup_id, struct proc *p, u32 tgid,
         return known->base;
     }
     u64 base = new_serial();
-    if (!send_note(cgroup_id, KIND_PRIME_CWD, 0, tgid, AT_FDCWD_VALUE, (s64)fs, base))
+    if (!send_note(ctx, cgroup_id, KIND_PRIME_CWD, 0, tgid, AT_FDCWD_VALUE, (s64)fs, base))
         return 0;
     count(STAT_PRIMED);
     cwd_put(fs, base);
@@ -668,7 +694,7 @@ static __always_inline u32 magic_prefix(struct event_buf *buf, u32 len, s32 *fd)
 // Sets the record's base for a relative, magic or RESOLVE_IN_ROOT path. Returns 0 when
 // the path is absolute and needs none.
 // `skip` and `magic_fd` are magic_prefix's answer, found in an earlier stage.
-static __always_inline int set_base(struct event_buf *buf, struct proc *p, u32 skip,
+static __always_inline int set_base(void *ctx, struct event_buf *buf, struct proc *p, u32 skip,
                                     s32 magic_fd) {
     u64 cgroup_id = buf->hdr.cgroup_id;
     u32 tgid = buf->hdr.tgid;
@@ -690,9 +716,9 @@ static __always_inline int set_base(struct event_buf *buf, struct proc *p, u32 s
         buf->hdr.flags |= FLAG_UNCERTAIN;
     int old_root = 0;
     if (fd == AT_FDCWD_VALUE)
-        buf->hdr.base = cwd_base(cgroup_id, p, tgid, &old_root);
+        buf->hdr.base = cwd_base(ctx, cgroup_id, p, tgid, &old_root);
     else if (fd >= 0)
-        buf->hdr.base = fd_base(cgroup_id, p, tgid, fd, &old_root);
+        buf->hdr.base = fd_base(ctx, cgroup_id, p, tgid, fd, &old_root);
     if (old_root)
         buf->hdr.flags |= FLAG_OLD_ROOT;
     return 1;
@@ -737,7 +763,7 @@ static __always_inline void dedup_key_of(struct event_buf *buf, u32 len, u64 has
 // the earlier one's), 0 when it reached nobody. Only a record that was really submitted
 // leaves a dedup entry. `hash` is hash_path's, computed before the branches of set_base:
 // the verifier walks the hash loop once per distinct state that reaches it.
-static __always_inline u64 send_deduplicated(struct event_buf *buf, u32 len, u64 hash,
+static __always_inline u64 send_deduplicated(void *ctx, struct event_buf *buf, u32 len, u64 hash,
                                              int dedupable) {
     struct dedup_key key = {};
     u64 now = now_ns();
@@ -749,7 +775,7 @@ static __always_inline u64 send_deduplicated(struct event_buf *buf, u32 len, u64
             return last->serial;
         }
     }
-    if (!submit(buf, len))
+    if (!submit(ctx, buf, len))
         return 0;
     if (dedupable) {
         struct dedup_value value = {};
@@ -830,7 +856,7 @@ static __always_inline void find_magic(void) {
 // Reads the user path into a new record in `scratch` and hashes it. Returns 1 when a
 // record is ready for finish_*; 0 when there is none (nothing to send, or it was sent
 // already: an unreadable path is sent as such unless `read_failed` asks to retry).
-static __always_inline int prepare_path(struct stage *st, u64 cgroup_id, u8 kind,
+static __always_inline int prepare_path(void *ctx, struct stage *st, u64 cgroup_id, u8 kind,
                                         u16 syscall, s32 dirfd, u64 user_ptr, s64 ret,
                                         u8 resolve, int *read_failed) {
     if (!user_ptr)
@@ -846,7 +872,7 @@ static __always_inline int prepare_path(struct stage *st, u64 cgroup_id, u8 kind
             return 0;
         }
         count(STAT_READ_FAILED);
-        submit(buf, 0);
+        submit(ctx, buf, 0);
         return 0;
     }
     if (len == 0) {
@@ -860,7 +886,7 @@ static __always_inline int prepare_path(struct stage *st, u64 cgroup_id, u8 kind
 }
 
 // Base, dedup, submit. Returns the serial the path is known by (see send_deduplicated).
-static __always_inline u64 finish_record(struct stage *st) {
+static __always_inline u64 finish_record(void *ctx, struct stage *st) {
     u32 zero = 0;
     struct event_buf *buf = scratch.lookup(&zero);
     if (!buf)
@@ -871,10 +897,10 @@ static __always_inline u64 finish_record(struct stage *st) {
         return 0;
     if (st->base_record)
         buf->hdr.flags |= FLAG_BASE;
-    int needs_base = set_base(buf, p, st->skip, st->magic_fd);
+    int needs_base = set_base(ctx, buf, p, st->skip, st->magic_fd);
     // A relative path without a known base is sent every time: its meaning is new.
     int dedupable = (!needs_base || buf->hdr.base) && !is_root_switch(buf->hdr.syscall);
-    return send_deduplicated(buf, len, st->hash, dedupable);
+    return send_deduplicated(ctx, buf, len, st->hash, dedupable);
 }
 
 // What a syscall's result does to the model, once its record's serial is known.
@@ -922,7 +948,7 @@ int finish_stage(void *ctx) {
     struct stage *st = current_stage();
     if (!st)
         return 0;
-    u64 serial = finish_record(st);
+    u64 serial = finish_record(ctx, st);
     if (st->after == AFTER_STASHED) {
         after_stashed(st, serial);
         if (st->args.path2)
@@ -1122,7 +1148,7 @@ static __always_inline void receive_fds(struct proc *p, s32 fd, u64 msg) {
     passings.delete(&sock);
 }
 
-static __always_inline void model_exit(struct stash *args, s64 ret) {
+static __always_inline void model_exit(void *ctx, struct stash *args, s64 ret) {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     u32 pid = (u32)bpf_get_current_pid_tgid();
     struct proc *p = get_proc(tgid);
@@ -1139,7 +1165,7 @@ static __always_inline void model_exit(struct stash *args, s64 ret) {
     } else if (args->kind == KIND_FCHDIR) {
         if (ret == 0) {
             int old_root = 0;
-            u64 base = fd_base(bpf_get_current_cgroup_id(), p, tgid, args->dirfd, &old_root);
+            u64 base = fd_base(ctx, bpf_get_current_cgroup_id(), p, tgid, args->dirfd, &old_root);
             u64 fs = p->fs;
             if (base && !old_root)
                 cwd_put(fs, base);
@@ -1211,7 +1237,7 @@ int exit_stage(void *ctx) {
     st->after = AFTER_STASHED;
     st->base_record = ((args->opts & STASH_RETURNS_FD) && ret >= 0) ||
                       (args->kind == KIND_CHDIR && ret == 0);
-    if (!prepare_path(st, bpf_get_current_cgroup_id(), args->kind, args->syscall,
+    if (!prepare_path(ctx, st, bpf_get_current_cgroup_id(), args->kind, args->syscall,
                       args->dirfd, args->path, ret, args->resolve, NULL)) {
         after_stashed(st, 0);  // an open whose path is unknown: its fd is unknown too
         if (args->path2)
@@ -1228,7 +1254,7 @@ int stage_path2(void *ctx) {
         return 0;
     st->after = AFTER_NOTHING;
     st->base_record = 0;
-    if (prepare_path(st, bpf_get_current_cgroup_id(), st->args.kind2, st->args.syscall,
+    if (prepare_path(ctx, st, bpf_get_current_cgroup_id(), st->args.kind2, st->args.syscall,
                      st->args.dirfd2, st->args.path2, st->ret, 0, NULL))
         stage_progs.call(ctx, STAGE_MAGIC);
     return 0;
@@ -1239,7 +1265,7 @@ int stage_model(void *ctx) {
     if (!st)
         return 0;
     struct stash args = st->args;
-    model_exit(&args, st->ret);
+    model_exit(ctx, &args, st->ret);
     return 0;
 }
 
@@ -1259,7 +1285,7 @@ static __always_inline int on_exec_enter(void *ctx, u16 syscall, s32 dirfd, u64 
     st->after = AFTER_NOTHING;
     st->base_record = 0;
     int read_failed = 0;
-    if (prepare_path(st, cgroup_id, KIND_EXEC, syscall, dirfd, path, 0, 0, &read_failed))
+    if (prepare_path(ctx, st, cgroup_id, KIND_EXEC, syscall, dirfd, path, 0, 0, &read_failed))
         stage_progs.call(ctx, STAGE_MAGIC);
     return 0;
 }
@@ -1630,7 +1656,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
         if (n <= 0) {
             buf->hdr.flags |= FLAG_READ_FAILED;
             count(STAT_READ_FAILED);
-            submit(buf, 0);
+            submit(args, buf, 0);
         }
         after_exec();
         return 0;
@@ -1669,7 +1695,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     // A child that lives a millisecond is gone before /proc could be asked about it;
     // its parent usually lives on: learn the cwd it inherits from the parent.
     int old_root = 0;
-    u64 cwd = cwd_base(cgroup_id, parent, tgid, &old_root);
+    u64 cwd = cwd_base(args, cgroup_id, parent, tgid, &old_root);
     struct proc child = {};
     child.root_stamp = parent->root_stamp;
     child.uncertain = parent->uncertain;
@@ -1696,7 +1722,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     }
     u32 child_pid = args->child_pid;
     procs.update(&child_pid, &child);
-    send_note(cgroup_id, KIND_FORK, SYS_IDX_sched_process_fork, tgid, AT_FDCWD_VALUE,
+    send_note(args, cgroup_id, KIND_FORK, SYS_IDX_sched_process_fork, tgid, AT_FDCWD_VALUE,
               child_pid, new_serial());
     return 0;
 }
@@ -1721,7 +1747,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     u64 cgroup_id;
     if (!should_trace(&cgroup_id))
         return 0;
-    send_note(cgroup_id, KIND_EXIT, SYS_IDX_sched_process_exit, tgid, AT_FDCWD_VALUE, 0,
+    send_note(args, cgroup_id, KIND_EXIT, SYS_IDX_sched_process_exit, tgid, AT_FDCWD_VALUE, 0,
               new_serial());
     return 0;
 }
