@@ -28,7 +28,8 @@ bench: setup-test
 
 # The capture tests on other kernels, each booted under qemu (docs/compatibility.md).
 # Slow, so not part of `make test`. MATRIX_ARGS="--quick" or "--kernels 5.10,6.1".
-matrix: setup-test
+matrix:
+	@bash scripts/setup.sh --test --matrix
 	@$(PY) scripts/matrix/run.py $(MATRIX_ARGS)
 
 clean:

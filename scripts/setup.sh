@@ -14,6 +14,9 @@ APT_PACKAGES=(python3-bpfcc bpftool python3-venv python3-pip)
 # real tools the hard oracle workloads run; liburing-dev builds the io_uring workload;
 # postgresql is the receiver's fleet back end, started on loopback by the tests.
 TEST_APT_PACKAGES=(postgresql strace debootstrap docker.io docker-compose gcc git perl bpfcc-tools make cpio liburing-dev)
+# The kernel matrix (`setup.sh --test --matrix`): qemu boots the guests; the archives'
+# signatures are checked with gpgv and Debian's keyring; Ubuntu's .debs are zstd.
+MATRIX_APT_PACKAGES=(qemu-system-x86 gpgv debian-archive-keyring xz-utils zstd e2fsprogs)
 
 say() { echo "setup: $*"; }
 
@@ -107,7 +110,14 @@ ensure_tracefs() {
 
 main() {
     local missing wanted=("${APT_PACKAGES[@]}")
-    [ "${1:-}" = "--test" ] && wanted+=("${TEST_APT_PACKAGES[@]}")
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+        --test) wanted+=("${TEST_APT_PACKAGES[@]}") ;;
+        --matrix) wanted+=("${MATRIX_APT_PACKAGES[@]}") ;;
+        *) say "unknown option $arg (expected --test or --matrix)"; exit 2 ;;
+        esac
+    done
     missing="$(missing_packages "${wanted[@]}")"
     # shellcheck disable=SC2086
     [ -n "$missing" ] && apt_install $missing

@@ -141,13 +141,18 @@ class PerfReader:
 
     def read(self, max_records: int = 1 << 30, final: bool = False) -> list[bytes]:
         """Samples after `position`, oldest first across CPUs, up to max_records."""
+        return [data for _, data in self.read_timed(max_records, final)]
+
+    def read_timed(self, max_records: int = 1 << 30,
+                   final: bool = False) -> list[tuple[int, bytes]]:
+        """`read()`, each sample with its CLOCK_MONOTONIC time in ns."""
         cutoff = None if final else time.clock_gettime_ns(time.CLOCK_MONOTONIC) - HOLD_NS
         streams = [self._samples(index, cutoff) for index in range(len(self._cpus))]
-        records: list[bytes] = []
-        for _, index, end, data in heapq.merge(*streams):
+        records: list[tuple[int, bytes]] = []
+        for stamp, index, end, data in heapq.merge(*streams):
             if len(records) >= max_records:
                 break
-            records.append(data)
+            records.append((stamp, data))
             self._cpus[index].position = end
         return records
 

@@ -211,6 +211,10 @@ class Tracer:
         self._refresh_targets()
         self._export_map_sizes()  # there from the first scrape, then every 30 s
         self.metrics.startup_seconds.set(time.monotonic() - started)
+        if not any(flag.startswith("-DHAVE_io_uring") for flag in plan.features):
+            log.warning("no io_uring submit tracepoint with an opcode here (before 5.5, or "
+                        "no io_uring): io_uring requests that name paths, if any, are "
+                        "neither seen nor counted")
         for hook in self.kernel.skipped:
             # Today only io_uring's submit hook is optional: without it, io_uring
             # requests that name paths are neither seen nor counted.

@@ -43,7 +43,8 @@ print("MATRIX ancestor_cgroup_helper=" + ("yes" if found.ancestor_cgroup_helper 
 print("MATRIX event_path=" + found.event_path)'
 
 # The capture tests: relative and dirfd paths, cgroup filtering (a child cgroup and a
-# leaf target made after start), loss accounting on ring buffer overflow, clean stop.
+# leaf target made after start), loss accounting on ring buffer overflow, clean stop;
+# and the perf buffer reader on the kernel's own perf buffers.
 TESTS="
 tests/tracer/test_capture.py::test_workload_paths_all_arrive_resolved
 tests/tracer/test_capture.py::test_short_lived_shell_with_cd_reports_absolute_paths
@@ -53,6 +54,7 @@ tests/tracer/test_capture.py::test_child_cgroup_made_after_start_is_traced_from_
 tests/tracer/test_capture.py::test_leaf_target_created_while_running_is_traced_within_two_seconds
 tests/tracer/test_loss_and_shutdown.py::test_tiny_ring_buffer_flood_received_plus_dropped_equals_sent
 tests/tracer/test_loss_and_shutdown.py::test_all_but_self_traces_others_never_itself_and_stops_cleanly
+tests/tracer/test_perfbuf.py
 "
 # MATRIX_TESTS (from the kernel command line, comma-separated) runs others instead.
 [ -n "$MATRIX_TESTS" ] && TESTS="$(echo "$MATRIX_TESTS" | tr ',' ' ')"
