@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 from guest import Guest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The tree the guest mounts at /work/main (its .venv included): this repository, or a
+# snapshot of it (SNOOP_MATRIX_REPO), so that editing here cannot change a run midway.
+REPO = os.environ.get("SNOOP_MATRIX_REPO") or \
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CMDLINE = "console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/matrix-init panic=-1 quiet"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _OUTCOME = re.compile(r"(\d+) (passed|failed|errors?|skipped)")
