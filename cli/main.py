@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "slim": ("snoop.slim.cli", "build a slim image from an image and its reports"),
     "keys": ("snoop.cli.keys", "generate CurveZMQ key pairs for tcp:// links"),
     "receive": ("snoop.receiver.cli", "store reporters' deltas centrally, serve image reports"),
+    "watch": ("snoop.tracer.watch.cli", "watch live which processes open, read, write and close "
+              "which files (privileged)"),
 }
 
 

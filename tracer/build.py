@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from snoop.tracer import features
-from snoop.tracer.syscalls import SYSCALLS, available, feature_defines, index_defines
+from snoop.tracer.syscalls import (
+    SYSCALLS,
+    WATCH_SYSCALLS,
+    available,
+    feature_defines,
+    index_defines,
+)
 
 BPF_SOURCE = Path(__file__).with_name("bpf") / "snoop.bpf.c"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -61,6 +67,27 @@ def cflags_for(settings: KernelSettings, present: Iterable[str],
 
 
 @dataclass(frozen=True)
+class WatchBuild:
+    """What `snoop watch` adds to the kernel side (the tracer never builds these)."""
+
+    io_ops: tuple[str, ...] = ()  # of "read", "write", "close"
+    pid: int | None = None
+    comms: bool = False  # filter on the names put in the watch_comms map
+
+    def defines(self, tracefs: str) -> list[str]:
+        flags = [f"-DWATCH_{op.upper()}" for op in self.io_ops]
+        if self.io_ops:
+            flags.append("-DWATCH_IO")
+            present, _ = available(tracefs, WATCH_SYSCALLS)
+            flags.extend(f"-DHAVE_{name}" for name in present)
+        if self.pid is not None:
+            flags.append(f"-DWATCH_PID={int(self.pid)}")
+        if self.comms:
+            flags.append("-DWATCH_COMMS")
+        return flags
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     """Everything the compile step needs, and a digest of it."""
 
@@ -86,8 +113,9 @@ class BuildPlan:
         return hashlib.sha256(text).hexdigest()[:32]
 
 
-def plan(settings: KernelSettings) -> BuildPlan:
+def plan(settings: KernelSettings, watch: WatchBuild | None = None) -> BuildPlan:
     tracefs = find_tracefs()
     present, missing = available(tracefs, SYSCALLS)
+    extra = watch.defines(tracefs) if watch is not None else []
     return BuildPlan(settings, tracefs, tuple(present), tuple(missing),
-                     tuple(feature_defines(tracefs) + features.probe().defines))
+                     tuple(feature_defines(tracefs) + features.probe().defines + extra))

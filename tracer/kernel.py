@@ -203,6 +203,11 @@ class KernelSide:
             self._update("targets", (cgroup_id,), (INCLUDE if traced else EXCLUDE,))
         self._new_generation()
 
+    def set_watch_comms(self, names: Iterable[bytes]) -> None:
+        """`snoop watch --comm`: the process names its kernel side lets through."""
+        for name in names:
+            self._update("watch_comms", (name[:15],), (1,))
+
     def ran_untraced(self, cgroup_id: int) -> bool:
         """A hook ran for a process of this cgroup, and found it untraced, before the
         last change of the target set (call it right after `update_targets`)."""

@@ -30,6 +30,7 @@ LAYOUTS: dict[str, MapLayout] = {
     # (files, fd) -> now and before: base, sock, stamp, cloexec, set
     "fds": MapLayout(struct.Struct("<QiI"), struct.Struct("<QQQIIQQQII")),
     "uring_path_ops": MapLayout(U64, U64),
+    "watch_comms": MapLayout(struct.Struct("16s"), U8),  # snoop watch --comm
     # (cgroup, hash, base, len, kind, flags, resolve, failed) -> sent_at, serial; read only
     # to count entries
     "dedup": MapLayout(struct.Struct("<QQQHBBBBH"), struct.Struct("<QQ")),

@@ -31,10 +31,13 @@ SYSCALLS: tuple[str, ...] = (
     "socketpair", "sendmsg", "recvmsg",
 )
 
-# Scheduler tracepoints, indexed after the syscalls.
+# Scheduler tracepoints, indexed after the syscalls (then the watch-only syscalls).
 SCHED_EVENTS: tuple[str, ...] = ("sched_process_exec", "sched_process_fork", "sched_process_exit")
 
-ALL_NAMES: tuple[str, ...] = SYSCALLS + SCHED_EVENTS
+# Hooked only by `snoop watch`, when asked for (WATCH_IO_PROBE lines in the BPF C).
+WATCH_SYSCALLS: tuple[str, ...] = ("read", "pread64", "readv", "write", "pwrite64", "writev")
+
+ALL_NAMES: tuple[str, ...] = SYSCALLS + SCHED_EVENTS + WATCH_SYSCALLS
 
 # io_uring's submit tracepoint, by its name on newer and older kernels. Only one with an
 # opcode field is of use.

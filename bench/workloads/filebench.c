@@ -4,6 +4,8 @@
 //   filebench open-unique PREFIX N  open(PREFIX/i) N times (each fails: ENOENT)
 //   filebench stat-unique PREFIX N  stat(PREFIX/i) N times (each fails: ENOENT)
 //   filebench getppid - N           getppid() N times: a syscall no tracer hooks
+//   filebench write-4k PATH N       N writes of 4 KiB to PATH (rewound every 256)
+//   filebench read-4k PATH N        N reads of 4 KiB from PATH (rewound at its end)
 //
 // The loops call libc directly so that the syscall, not the language, is what is timed.
 #include <fcntl.h>
@@ -15,7 +17,7 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: filebench open-same PATH N | open-unique PREFIX N | "
-                    "stat-unique PREFIX N | getppid - N\n");
+                    "stat-unique PREFIX N | getppid - N | write-4k PATH N | read-4k PATH N\n");
     return 2;
 }
 
@@ -50,6 +52,26 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "getppid") == 0) {
         for (long i = 0; i < n; i++)
             getppid();
+    } else if (strcmp(mode, "write-4k") == 0 || strcmp(mode, "read-4k") == 0) {
+        int writing = mode[0] == 'w';
+        static char block[4096];
+        int fd = open(base, writing ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC
+                                    : O_RDONLY | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            perror(base);
+            return 1;
+        }
+        for (long i = 0; i < n; i++) {
+            ssize_t done = writing ? write(fd, block, sizeof(block))
+                                   : read(fd, block, sizeof(block));
+            if (done < 0) {
+                perror(base);
+                return 1;
+            }
+            if ((writing && i % 256 == 255) || (!writing && done == 0))
+                lseek(fd, 0, SEEK_SET);
+        }
+        close(fd);
     } else {
         return usage();
     }

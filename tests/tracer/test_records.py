@@ -9,7 +9,7 @@ import pytest
 from snoop.tracer import maps, records
 from snoop.tracer.build import BPF_SOURCE, KernelSettings, plan
 from snoop.tracer.compiler import compiled_layouts
-from snoop.tracer.syscalls import IO_URING_SUBMIT, SCHED_EVENTS, SYSCALLS
+from snoop.tracer.syscalls import IO_URING_SUBMIT, SCHED_EVENTS, SYSCALLS, WATCH_SYSCALLS
 
 C_SOURCE = BPF_SOURCE.read_text()
 
@@ -46,6 +46,8 @@ def test_every_syscall_in_the_table_has_a_probe_and_back():
     assert in_c - features == set(SYSCALLS)
     for name in SCHED_EVENTS:
         assert f"TRACEPOINT_PROBE(sched, {name})" in C_SOURCE
+    # `snoop watch`'s own hooks, compiled only when it asks for them.
+    assert set(re.findall(r"^WATCH_IO_PROBE\((\w+)\)", C_SOURCE, re.M)) == set(WATCH_SYSCALLS)
 
 
 def test_constants_agree_with_the_c_source():

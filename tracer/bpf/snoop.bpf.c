@@ -10,6 +10,8 @@
 //   HAVE_ANCESTOR_CGROUP_HELPER  bpf_get_current_ancestor_cgroup_id in tracing programs
 //   SYS_IDX_<syscall>    the syscall's index in the tracer's syscall table (for metrics)
 //   RINGBUF_PAGES, DEDUP_ENTRIES, DEDUP_TTL_NS, MAX_CGROUP_LEVELS, WAKEUP_EVERY
+//   WATCH_READ, WATCH_WRITE, WATCH_CLOSE (with WATCH_IO), WATCH_PID=<tgid>, WATCH_COMMS:
+//                        only for `snoop watch` (tracer/watch/), never for the tracer
 //
 // Rules: no kernel struct is ever read (bcc compiles against whatever headers are
 // installed, which may not match the running kernel): only tracepoint arguments, user
@@ -65,6 +67,7 @@
 #define KIND_UNSHARE 107
 #define KIND_SOCKETPAIR 108
 #define KIND_RECVMSG 109
+#define KIND_IO 110         // watch: a read, write or close; dirfd: the fd, base: its path
 
 // Record flags.
 #define FLAG_READ_FAILED 1  // the path could not be read from user memory
@@ -89,6 +92,7 @@
 #define STAT_PRIMED 5
 #define STAT_NOTES_DROPPED 6  // bookkeeping records (fork, exit, prime) the ring buffer
                               // had no room for; STAT_RINGBUF_FULL counts path records only
+#define STAT_IO_DROPPED 7      // watch: read, write and close records there was no room for
 #define STAT_SLOTS 8
 
 #define O_ACCMODE_BITS 3
@@ -235,6 +239,11 @@ BPF_HASH(targets, u64, u8, 65536);
 BPF_TABLE("lru_hash", u64, u64, verdicts, 16384);
 BPF_ARRAY(generation, u64, 1);
 BPF_HASH(excluded_tgids, u32, u8, 1024);
+// `snoop watch --comm`: the process names shown (only read when built WATCH_COMMS).
+struct comm_key {
+    char name[16];
+};
+BPF_HASH(watch_comms, struct comm_key, u8, 16);
 // control[0] != 0: paused. Detaching a hundred tracepoints takes seconds (an RCU grace
 // period each); pausing first makes a stop instant, so the final drain is complete.
 BPF_ARRAY(control, u32, 1);
@@ -334,6 +343,16 @@ static __always_inline int should_trace(u64 *cgroup_id) {
     u32 *paused = control.lookup(&zero);
     if (paused && *paused)
         return 0;
+#ifdef WATCH_PID
+    if ((bpf_get_current_pid_tgid() >> 32) != WATCH_PID)
+        return 0;
+#endif
+#ifdef WATCH_COMMS
+    struct comm_key comm = {};
+    bpf_get_current_comm(comm.name, sizeof(comm.name));
+    if (!watch_comms.lookup(&comm))
+        return 0;
+#endif
     *cgroup_id = bpf_get_current_cgroup_id();
     return traced_now(*cgroup_id, bpf_get_current_pid_tgid() >> 32);
 }
@@ -574,6 +593,80 @@ static __always_inline u64 cwd_base(void *ctx, u64 cgroup_id, struct proc *p, u3
 }
 
 // The process's fd table becomes a copy of the one it had (exec, close_range, unshare).
+// ---------------------------------------------------------------- snoop watch
+
+// A read, write or close for `snoop watch`: the fd, the result, and the serial of the
+// record the fd's path came from (or of the PRIME that asks /proc for it).
+static __always_inline int send_io(void *ctx, u64 cgroup_id, u16 syscall, u32 tgid, s32 fd,
+                                   s64 ret, u64 base) {
+    struct event_hdr note = {};
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    note.cgroup_id = cgroup_id;
+    note.serial = new_serial();
+    note.base = base;
+    note.ret = ret;
+    note.pid = (u32)pid_tgid;
+    note.tgid = tgid;
+    note.dirfd = fd;
+    note.syscall = syscall;
+    note.kind = KIND_IO;
+    bpf_get_current_comm(note.comm, sizeof(note.comm));
+    int ok = 0;
+    submit_ring(ctx, &note, sizeof(note), &ok, STAT_IO_DROPPED);
+    return ok;
+}
+
+#ifdef WATCH_IO
+struct watch_io {
+    s32 fd;
+    u16 syscall;
+    u8 live;
+    u8 pad;
+};
+BPF_TABLE("lru_hash", u32, struct watch_io, watch_inflight, 16384);  // by thread
+
+static __always_inline int watch_io_enter(u16 syscall, s32 fd) {
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct watch_io *io = watch_inflight.lookup(&tid);
+    if (io) {  // in place: an update of an LRU map costs a lock and an allocation
+        io->fd = fd;
+        io->syscall = syscall;
+        io->live = 1;
+        return 0;
+    }
+    struct watch_io fresh = {};
+    fresh.fd = fd;
+    fresh.syscall = syscall;
+    fresh.live = 1;
+    watch_inflight.update(&tid, &fresh);
+    return 0;
+}
+
+static __always_inline int watch_io_exit(void *ctx, s64 ret) {
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pid_tgid;
+    struct watch_io *io = watch_inflight.lookup(&tid);
+    if (!io || !io->live)
+        return 0;
+    io->live = 0;
+    s32 fd = io->fd;
+    u16 syscall = io->syscall;
+    u32 tgid = pid_tgid >> 32;
+    u64 cgroup_id = bpf_get_current_cgroup_id();
+    u64 base = 0;
+    struct proc *p = get_proc(tgid);
+    if (p) {
+        int old_root = 0;
+        base = fd_base(ctx, cgroup_id, p, tgid, fd, &old_root);
+    }
+    send_io(ctx, cgroup_id, syscall, tgid, fd, ret, base);
+    return 0;
+}
+#endif
+
 static __always_inline void copy_files(struct proc *p, u32 drop_cloexec, u32 lo, u32 hi) {
     struct files_link link = {};
     link.parent = p->files;
@@ -1570,9 +1663,23 @@ EXIT_PROBE(dup3)
 // use is minted from /proc rather than taken from a stale table.
 #ifdef HAVE_close
 TRACEPOINT_PROBE(syscalls, sys_enter_close) {
+#ifdef WATCH_CLOSE
+    u64 cgroup_id;
+    if (!should_trace(&cgroup_id))
+        return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc *p = get_proc(tgid);
+    if (p) {
+        int old_root = 0;  // the fd's base if known: /proc cannot tell once it is closed
+        send_io(args, cgroup_id, SYS_IDX_close, tgid, (s32)args->fd, 0,
+                fd_lookup(p, (s32)args->fd, &old_root));
+        fd_put(p->files, (s32)args->fd, 0, 0);
+    }
+#else
     struct proc *p = traced_proc();
     if (p)
         fd_put(p->files, (s32)args->fd, 0, 0);
+#endif
     return 0;
 }
 #endif
@@ -1799,4 +1906,33 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req) {
 TRACEPOINT_PROBE(io_uring, io_uring_submit_sqe) {  // before 5.19; with an opcode from 5.5
     return on_uring_submit(args->opcode);
 }
+#endif
+
+// `snoop watch` only: read and write, each with its own exit tracepoint.
+#ifdef WATCH_IO
+#define WATCH_IO_PROBE(NAME)                                                           \
+    TRACEPOINT_PROBE(syscalls, sys_enter_##NAME) {                                     \
+        return watch_io_enter(SYS_IDX_##NAME, (s32)args->fd);                          \
+    }                                                                                   \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##NAME) {                                      \
+        return watch_io_exit(args, (s64)args->ret);                                    \
+    }
+#if defined(WATCH_READ) && defined(HAVE_read)
+WATCH_IO_PROBE(read)
+#endif
+#if defined(WATCH_READ) && defined(HAVE_pread64)
+WATCH_IO_PROBE(pread64)
+#endif
+#if defined(WATCH_READ) && defined(HAVE_readv)
+WATCH_IO_PROBE(readv)
+#endif
+#if defined(WATCH_WRITE) && defined(HAVE_write)
+WATCH_IO_PROBE(write)
+#endif
+#if defined(WATCH_WRITE) && defined(HAVE_pwrite64)
+WATCH_IO_PROBE(pwrite64)
+#endif
+#if defined(WATCH_WRITE) && defined(HAVE_writev)
+WATCH_IO_PROBE(writev)
+#endif
 #endif
