@@ -38,6 +38,10 @@ LAYOUTS: dict[str, MapLayout] = {
     "inflight": MapLayout(U32, struct.Struct("<QQQiiHBBBBBB")),
 }
 
+# The fd model's capacity (BPF_TABLE("lru_hash", ..., fds, 131072) in snoop.bpf.c): a
+# full one forgets its oldest entries, which are then asked of /proc again.
+FD_ENTRIES = 131072
+
 # Held open (or pinned) but never read: the ring buffer is mapped, and a program array
 # loses its programs when no user space reference to it is left.
 HELD = ("events", "stage_progs")

@@ -78,3 +78,10 @@ def test_a_truncated_record_is_refused():
         records.decode(header + b"/etc")
     record = records.decode(header + b"/etc/hosts")
     assert (record.path, record.comm) == (b"/etc/hosts", b"cat" + bytes(13))
+
+
+def test_the_fd_map_capacity_watch_reports_is_the_compiled_one():
+    found = re.search(r'BPF_TABLE\("lru_hash", struct fd_key, struct fd_entry, fds, (\d+)\)',
+                      C_SOURCE)
+    assert found and int(found.group(1)) == maps.FD_ENTRIES
+

@@ -56,6 +56,10 @@ class Renderer:
             f"{kernel['dropped_paths']:,} path records, {kernel['dropped_notes']:,} "
             f"bookkeeping notes; fds resolved from /proc: {kernel['primed']:,}; fds whose "
             f"path was not found: {summary.unresolved_fds:,}")
+        full = kernel["fd_map_entries"] >= kernel["fd_map_capacity"]
+        lines.append(f"fd map: {kernel['fd_map_entries']:,} of {kernel['fd_map_capacity']:,} "
+                     "entries" + (" (full: its oldest fds were forgotten, and asked of /proc "
+                                  "again when used)" if full else ""))
         self._out.write("\n".join(lines) + "\n")
         self._out.flush()
 

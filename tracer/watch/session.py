@@ -15,11 +15,12 @@ import time
 from typing import TextIO
 
 from snoop.common.config import Config, TargetMode
-from snoop.tracer import build, cgroups, records
+from snoop.tracer import build, cgroups, maps, records
 from snoop.tracer.build import KernelSettings, WatchBuild
 from snoop.tracer.descendants import DescendantTracker
 from snoop.tracer.events import RecordTranslator
 from snoop.tracer.kernel import KernelSide, compile_in_child
+from snoop.tracer.perfbuf import PerfReader
 from snoop.tracer.resolve import PathResolver
 from snoop.tracer.syscalls import WATCH_SYSCALLS
 from snoop.tracer.targets import TargetWatcher
@@ -54,6 +55,8 @@ class WatchSession:
             watch=WatchBuild(io_ops=opts.io_ops, pid=opts.pid, comms=bool(opts.comms)))
         manifest, fds = compile_in_child(plan)
         kernel = KernelSide(manifest, fds, None, adopted=False)
+        self.resolver = PathResolver(kernel=kernel)
+        self.translator = RecordTranslator(self.resolver)
         started = time.monotonic()
         try:
             if opts.comms:
@@ -62,7 +65,11 @@ class WatchSession:
             self._watch_loop(kernel)
         finally:
             kernel.pause()
-            self._drain(kernel, final=True)
+            try:
+                self._drain(kernel, final=True)
+            except BrokenPipeError:
+                kernel.close(detach=True)
+                raise
             self.renderer.events(self._shown(self.aggregator.flush()))
             counters = kernel.counters()
             self.renderer.summary(self.summary, {
@@ -70,6 +77,8 @@ class WatchSession:
                 "dropped_paths": counters.get(STAT_RINGBUF_FULL, 0),
                 "dropped_notes": counters.get(STAT_NOTES_DROPPED, 0),
                 "primed": counters.get(STAT_PRIMED, 0),
+                "fd_map_entries": kernel.entries("fds"),
+                "fd_map_capacity": maps.FD_ENTRIES,
             }, time.monotonic() - started)
             kernel.close(detach=True)
         return 0
@@ -80,8 +89,6 @@ class WatchSession:
         opts = self.options
         root = cgroups.discover_cgroup2_root()
         targets = _Targets(opts, root, kernel, self._err)
-        self.resolver = PathResolver(kernel=kernel)
-        self.translator = RecordTranslator(self.resolver)
         deadline = None if opts.duration is None else time.monotonic() + opts.duration
         next_flush = time.monotonic() + opts.interval
         targets.refresh()
@@ -116,7 +123,9 @@ class WatchSession:
         deadline = time.monotonic() + (STOP_DRAIN_SECONDS if final else 0)
         while True:
             ring = kernel.ring
-            batch = ring.read(final=True) if final and hasattr(ring, "lost") else ring.read()
+            # Paused: perf buffers hold nothing back for a record still being written.
+            batch = ring.read(final=True) if final and isinstance(ring, PerfReader) else \
+                ring.read()
             shown: list[WatchEvent] = []
             for data in batch:
                 event = self._event(records.decode(data))
