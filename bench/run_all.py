@@ -4,6 +4,8 @@
 
 - overhead.py: what tracing costs a workload, Snoop beside opensnoop and strace (root);
 - memory.py: the tracer's RSS after start and while tracing 100K unique paths (root);
+- watch_overhead.py: what `snoop watch` with its read and write hooks costs per read,
+  write and open, beside the empty programs, opensnoop and strace (root);
 - cgroup_pickup.py: how fast a new child cgroup is listed on kernels without the
   ancestor helper (root);
 - processor_memory.py: the processor's memory per unique path;
@@ -38,6 +40,7 @@ def benches(quick: bool, json_dir: str | None) -> list[tuple[str, list[str], boo
         ("overhead", ["overhead.py", *(["--quick"] if quick else []), *json_arg("overhead")],
          True),
         ("memory", ["memory.py", *(["20000"] if quick else []), *json_arg("memory")], True),
+        ("watch_overhead", ["watch_overhead.py", *(["--quick"] if quick else [])], True),
         ("cgroup_pickup", ["cgroup_pickup.py"], True),
         ("processor_memory", ["processor_memory.py", *(["20000"] if quick else [])], False),
         ("stack", ["stack.py", *(["--paths", "20000", "--flood", "80000"] if quick else []),
