@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from snoop.common import preflight
 from snoop.tracer.build import LoadError
 from snoop.tracer.watch.options import ALL_OPS, DEFAULT_OPS, OptionsError, options_from
 
@@ -41,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
         options = options_from(args)
     except OptionsError as exc:
         print(f"snoop watch: {exc}", file=sys.stderr)
+        return 2
+    problems = preflight.problems()
+    if problems:  # one line each, as `snoop run` says them
+        for problem in problems:
+            print(f"snoop watch: BPF cannot work here: {problem}", file=sys.stderr)
         return 2
     from snoop.tracer.watch.session import WatchSession
 
