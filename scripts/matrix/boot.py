@@ -55,7 +55,7 @@ class Result:
 
 def qemu_argv(guest: Guest, memory: str, cpus: int, tests: str = "") -> list[str]:
     # The kernel hands unknown key=value parameters to init as its environment.
-    cmdline = CMDLINE + (f" MATRIX_TESTS={tests}" if tests else "")
+    cmdline = CMDLINE + f" MATRIX_REPO={REPO}" + (f" MATRIX_TESTS={tests}" if tests else "")
     return ["qemu-system-x86_64", "-accel", "tcg", "-m", memory, "-smp", str(cpus),
             "-nographic", "-no-reboot", "-kernel", guest.kernel, "-initrd", guest.initrd,
             "-append", cmdline,

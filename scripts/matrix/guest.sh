@@ -33,7 +33,14 @@ say "krel=$(uname -r)"
 say "bcc=$(python3 -c 'import bcc; print(bcc.__version__)' 2>&1 | tail -1)"
 say "python=$(python3 -c 'import platform; print(platform.python_version())')"
 say "cgroup2=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)"
-cd /work/main || exit 1
+# The host's .venv names the repository by its host path (MATRIX_REPO, from the kernel
+# command line): the same tree is bound there too, so the venv finds Snoop.
+if [ -n "$MATRIX_REPO" ] && [ "$MATRIX_REPO" != /work/main ]; then
+    mkdir -p "$MATRIX_REPO" && mount --bind /work/main "$MATRIX_REPO"
+    cd "$MATRIX_REPO" || exit 1
+else
+    cd /work/main || exit 1
+fi
 # What the tracer's own probes find: they choose its event path and cgroup filtering.
 .venv/bin/python -c '
 from snoop.tracer import features
