@@ -1,5 +1,5 @@
 """How fast a new child cgroup is listed where the kernel cannot find a target's
-descendants itself (before 5.14): from mkdir() returning to the tracer's inotify wake-up
+descendants itself (5.10 and older): from mkdir() returning to the tracer's inotify wake-up
 and the child's id and verdict known, ready for the BPF map.
 
     .venv/bin/python bench/cgroup_pickup.py [COUNT]     (root: it makes cgroups)

@@ -1,5 +1,5 @@
 """Every descendant of the target cgroups, for kernels whose tracing programs lack
-`bpf_get_current_ancestor_cgroup_id` (before 5.14): there the kernel side only looks up
+`bpf_get_current_ancestor_cgroup_id` (5.10 and older): there the kernel side only looks up
 a process's own cgroup id, so the tracer lists each cgroup below a target with the
 target's verdict, and adds new ones as they appear.
 

@@ -301,7 +301,7 @@ static __always_inline int cgroup_traced(u64 cgroup_id) {
         }
     }
 #else
-    // No ancestor helper for tracing programs (before 5.14): the tracer lists every
+    // No ancestor helper for tracing programs (5.10 and older): the tracer lists every
     // descendant of a target itself (tracer/descendants.py), with its verdict.
     u8 *mark = targets.lookup(&cgroup_id);
     if (mark)
