@@ -12,7 +12,9 @@ that order (a chdir before the open relative to it, on another CPU after a migra
 So every sample carries CLOCK_MONOTONIC time, and `read()` merges the buffers by it.
 A record is written microseconds after its time is taken, so one stamped later than
 `HOLD_NS` before the read began may still have an older one pending on another CPU:
-it waits for the next read. `final=True` (paused: nothing is pending) takes all.
+it waits for a later read, but never longer than it takes to have been visible for
+HOLD_NS (so a clock that jumps on one CPU, as under emulation, cannot hold a buffer up).
+`final=True` (paused: nothing is pending) takes all.
 
 As with the ring buffer, the space is only given back by `commit()`.
 """
@@ -65,6 +67,10 @@ class _CpuBuffer:
                              mmap.PROT_READ | mmap.PROT_WRITE)
         self.data = memoryview(self.map)[PAGE_SIZE:]
         self.position = self.tail
+        # The head as it was at least HOLD_NS ago: what lies before it has been visible
+        # long enough that nothing older can still be on its way on another CPU.
+        self.settled_head = self.position
+        self.snapshot_head, self.snapshot_at = self.position, 0
 
     @property
     def head(self) -> int:
@@ -146,7 +152,12 @@ class PerfReader:
     def read_timed(self, max_records: int = 1 << 30,
                    final: bool = False) -> list[tuple[int, bytes]]:
         """`read()`, each sample with its CLOCK_MONOTONIC time in ns."""
-        cutoff = None if final else time.clock_gettime_ns(time.CLOCK_MONOTONIC) - HOLD_NS
+        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        cutoff = None if final else now - HOLD_NS
+        for cpu in self._cpus:
+            if now - cpu.snapshot_at >= HOLD_NS:
+                cpu.settled_head = cpu.snapshot_head
+                cpu.snapshot_head, cpu.snapshot_at = cpu.head, now
         streams = [self._samples(index, cutoff) for index in range(len(self._cpus))]
         records: list[tuple[int, bytes]] = []
         for stamp, index, end, data in heapq.merge(*streams):
@@ -169,7 +180,9 @@ class PerfReader:
             body = cpu.take(position + _HEADER.size, size - _HEADER.size)
             if kind == PERF_RECORD_SAMPLE and len(body) >= _SAMPLE.size:
                 stamp, raw_size = _SAMPLE.unpack_from(body)
-                if cutoff is not None and stamp > cutoff:
+                # Too new to be sure of the order, unless it has been visible a while:
+                # a time stamp is only trusted to hold a record back for HOLD_NS.
+                if cutoff is not None and stamp > cutoff and position + size > cpu.settled_head:
                     break
                 out.append((stamp, index, position + size,
                             body[_SAMPLE.size:_SAMPLE.size + raw_size]))
