@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -73,20 +72,16 @@ class IoStrace(Strace):
         return [shutil.which("strace") or "strace", *self.args, "--", *argv]
 
 
-class SnoopWatch(Tool):
-    name = "snoop-watch"
+class SnoopWatch(overhead.BpfTool):
+    """`snoop watch` to /dev/null; ready on its stderr line, stopped as bcc tools are."""
 
     def __init__(self, target: benchlib.TestCgroup, log_dir: str) -> None:
-        self.target = target
-        self.scope = f"snoop watch --op all --cgroup {target.rel} --format json > /dev/null"
-        self.log_path = os.path.join(log_dir, "watch.stderr")
-        self.proc: subprocess.Popen | None = None
+        super().__init__(
+            "snoop-watch",
+            [*SNOOP, "--op", "all", "--cgroup", target.rel, "--format", "json"],
+            f"snoop watch --op all --cgroup {target.rel} --format json > /dev/null", log_dir)
 
-    def start(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [*SNOOP, "--op", "all", "--cgroup", self.target.rel, "--format", "json"],
-                stdout=subprocess.DEVNULL, stderr=log)
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + overhead.READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -100,21 +95,6 @@ class SnoopWatch(Tool):
     def _log(self) -> str:
         with open(self.log_path, "rb") as handle:
             return handle.read().decode(errors="replace")[-2000:]
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
 
 
 def main(argv: list[str] | None = None) -> int:
