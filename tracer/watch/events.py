@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno as errno_names
-import os
 from dataclasses import dataclass
 
 from snoop.common.protocol import AccessKind
@@ -42,10 +41,8 @@ class WatchEvent:
 
     @property
     def result(self) -> str:
-        if self.op in ("read", "write"):
-            if self.calls > 1:
-                return f"{self.calls} calls" + (f", {self.failed} failed" if self.failed else "")
-            return _errno(self.ret) if self.ret < 0 else "ok"
+        if self.calls > 1:
+            return f"{self.calls} calls" + (f", {self.failed} failed" if self.failed else "")
         return _errno(self.ret) if self.ret < 0 else "ok"
 
     def as_json(self) -> dict:
@@ -66,5 +63,4 @@ def _text(raw: bytes) -> str:
 
 
 def display_path(path: bytes | None) -> str:
-    return "?" if path is None else os.fsdecode(path).encode(
-        "utf-8", errors="backslashreplace").decode("utf-8")
+    return "?" if path is None else _text(path)
